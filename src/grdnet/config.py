@@ -1,0 +1,217 @@
+"""Typed run configuration, loadable from and savable to YAML.
+
+One `RunConfig` describes a whole run: data, anomaly synthesis, model, losses, training and scoring.
+Every field has the default given by SPEC.md; unknown keys are rejected so a typo in a YAML file is an
+error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from grdnet.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the images are and how they are read."""
+
+    root: Path | None = None
+    """Dataset root. For `mvtec` / `btad` the category folder is `root/category`; None = built-in dataset."""
+    category: str | None = None
+    layout: Literal["mvtec", "btad", "folder"] = "mvtec"
+    normal_dir: Path | None = None
+    """`folder` layout: directory of normal (good) images; a `train` and `test` split is drawn from it."""
+    abnormal_dirs: list[Path] = Field(default_factory=list)
+    """`folder` layout: directories of defect images (test only); the folder name is the defect type."""
+    mask_dir: Path | None = None
+    """`folder` layout: directory of defect masks named `<stem>.png` or `<stem>_mask.png`."""
+    roi: Path | None = None
+    """ROI for training images: a folder mirroring the image paths, or one image file for all; None = whole image."""
+    test_roi: Path | None = None
+    """ROI for test images (evaluation inside the ROI): folder mirroring test paths or one file; None = whole image."""
+    image_size: tuple[int, int] = (256, 256)
+    """(height, width) images are resized to; masks and ROIs are resized with nearest neighbour."""
+    channels: Literal[1, 3] = 3
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of normal training images held out as validation (thresholds, checkpoint choice)."""
+    split_seed: int = 0
+    skip_unreadable: bool = False
+    """Skip unreadable / truncated image files with a warning instead of stopping."""
+    contamination: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of defect images mixed into the normal training set, drawn from a pool removed from the test set."""
+    known_defects: Path | None = None
+    """Folder of a few real defect images (masks as `<stem>_mask.png` beside them or in `masks/`) used in training."""
+    num_workers: int = Field(0, ge=0)
+
+
+class SynthesisConfig(_Section):
+    """DRAEM-style synthetic anomalies (SPEC.md §2)."""
+
+    probability: float = Field(0.5, ge=0.0, le=1.0)
+    beta: tuple[float, float] = (0.1, 1.0)
+    """Blend factor range: x_n = x(1-M) + (1-β)TM + βxM."""
+    texture: Literal["random", "folder", "self"] = "random"
+    texture_dir: Path | None = None
+    texture_augmentations: int = Field(3, ge=0)
+    """How many random photometric augmentations are applied to each texture."""
+    perlin_scale_exponents: tuple[int, int] = (0, 6)
+    """Perlin grid scales are 2**randint(lo, hi) (hi exclusive), clamped to the image size."""
+    min_area: int = Field(25, ge=0)
+    """Minimum anomaly area in pixels at 256×256; scaled with the image area."""
+    rotation_degrees: float = Field(90.0, ge=0.0, le=180.0)
+    """Clean images (and their ROI) are rotated by a random angle in [-r, r] before synthesis; 0 = off."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "SynthesisConfig":
+        lo, hi = self.beta
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"beta range must satisfy 0 <= lo <= hi <= 1, got {self.beta}")
+        if self.texture == "folder" and self.texture_dir is None:
+            raise ValueError("texture 'folder' needs texture_dir (for example ../shared/data/dtd/images)")
+        return self
+
+
+class ModelConfig(_Section):
+    """Architecture. `name` picks the method; the other fields are read by the methods that use them."""
+
+    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl"] = "grdnet"
+    base_width: int = Field(64, ge=4)
+    max_width: int = Field(512, ge=4)
+    bottleneck: Literal["crae", "drae"] = "crae"
+    latent_channels: int = Field(32, ge=1)
+    """CRAE: channels of z at 1/32 resolution (32×8×8 at 256²)."""
+    latent_dim: int = Field(2048, ge=1)
+    """DRAE: size of the dense latent vector."""
+    upsample: Literal["transpose", "resize"] = "transpose"
+    segmenter_width: int = Field(64, ge=4)
+    segmenter_levels: int = Field(4, ge=1, le=6)
+    segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid"
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Method-specific options (documented by each method)."""
+
+
+class LossConfig(_Section):
+    """Loss weights (GRD-Net paper eq. 3) and segmentation loss options."""
+
+    w_adv: float = 1.0
+    w_con: float = 50.0
+    w_enc: float = 1.0
+    w_l1: float = 1.0
+    w_ssim: float = 1.0
+    ssim_window: int = 11
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    roi_on: Literal["prediction", "target"] = "prediction"
+    known_defect_gamma: float = 1.0
+    """Weight of the penalised second 'fake' (known defect images) in the discriminator loss."""
+
+
+class TrainConfig(_Section):
+    """Optimisation and run control."""
+
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    plateau_patience: int = Field(3, ge=0)
+    plateau_factor: float = Field(math.exp(-0.1), gt=0, lt=1)
+    seed: int = 0
+    device: str = "auto"
+    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', …"""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """'auto' = bf16 autocast on CUDA, fp32 on CPU."""
+    channels_last: bool = True
+    compile: bool = False
+    val_every: int = Field(1, ge=1)
+    """Validate (synthetic anomalies on held-out normal images) every N epochs; picks the best checkpoint."""
+    output_dir: Path = Path("runs/latest")
+    max_minutes: float | None = None
+    """Stop after this much training wall time (checked between epochs)."""
+
+
+class ScoringConfig(_Section):
+    """From anomaly maps to decisions."""
+
+    smoothing_kernel: int = Field(21, ge=1)
+    threshold_quantile: float = Field(0.99, gt=0.0, le=1.0)
+    """Operating threshold = this quantile of validation normal scores (no test labels)."""
+    threshold_margin: float = Field(0.0, ge=0.0)
+    """Added to the quantile as a fraction of the normal scores' spread (robustness on tiny validation sets)."""
+
+    @field_validator("smoothing_kernel")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"smoothing_kernel must be odd (same padding), got {value}")
+        return value
+
+
+class RunConfig(_Section):
+    """Everything a run needs; stored resolved beside its checkpoints."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+
+    @model_validator(mode="after")
+    def _check_size(self) -> "RunConfig":
+        for side in self.data.image_size:
+            if side % 32 or not 64 <= side <= 1024:
+                raise ValueError(
+                    f"image_size sides must be multiples of 32 between 64 and 1024, got {self.data.image_size}"
+                )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-safe dict (paths as strings, tuples as lists)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> "RunConfig":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
+            )
+            raise ConfigError(f"{source}: {problems}") from None
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found; pass an existing YAML file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, …)")
+        return cls.from_dict(data, source=str(path))
+
+    def updated(self, overrides: dict[str, Any]) -> "RunConfig":
+        """A copy with dotted-key overrides applied, e.g. {'train.epochs': 10}; None values are ignored."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if section not in data or key not in data[section]:
+                raise ConfigError(f"unknown setting '{dotted}'")
+            data[section][key] = value.to_dict() if isinstance(value, RunConfig) else value
+        return RunConfig.from_dict(data, source="command-line options")

@@ -1,0 +1,232 @@
+"""GRD-Net (SPEC.md §3): residual encoder–decoder–encoder generator, discriminator and U-Net segmenter.
+
+Inference (`GRDNet.forward`) runs only E1 → bottleneck → decoder → segmenter; E2 and the discriminator are
+training-only submodules the recipe calls directly.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor, nn
+
+from grdnet.errors import ConfigError
+from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights
+from grdnet.scoring import image_score, smooth_map
+
+if TYPE_CHECKING:
+    from grdnet.config import RunConfig
+
+NUM_STAGES = 5
+"""Encoder stages: the latent grid is at 1/32 of the input resolution."""
+EXTRA_OPTIONS = {"norm"}
+"""`model.extra` keys GRD-Net reads: `norm` = "group" (default) | "batch" | "instance"."""
+
+
+def _latent_grid(image_size: tuple[int, int]) -> tuple[int, int]:
+    height, width = image_size
+    return height // 2**NUM_STAGES, width // 2**NUM_STAGES
+
+
+def _latent_encoder(
+    in_channels: int,
+    image_size: tuple[int, int],
+    base_width: int,
+    max_width: int,
+    bottleneck: str,
+    latent_channels: int,
+    latent_dim: int,
+    norm: NormKind,
+) -> nn.Sequential:
+    """Residual encoder + bottleneck: (B, C, H, W) → z.
+
+    CRAE: z = 1×1 conv at 1/32 resolution, (B, latent_channels, H/32, W/32).
+    DRAE: the same 1×1 conv, then flatten → linear → z (B, latent_dim); the 1×1 reduction keeps the linear
+    layer at latent_channels·(H/32)·(W/32) × latent_dim (2048 × 2048 at 256²).
+    """
+    encoder = ResidualEncoder(in_channels, base_width, max_width, NUM_STAGES, norm=norm)
+    layers: list[tuple[str, nn.Module]] = [
+        ("features", encoder),
+        ("to_latent", nn.Conv2d(encoder.out_channels, latent_channels, 1)),
+    ]
+    if bottleneck == "drae":
+        grid_h, grid_w = _latent_grid(image_size)
+        layers += [("flatten", nn.Flatten(1)), ("dense", nn.Linear(latent_channels * grid_h * grid_w, latent_dim))]
+    return nn.Sequential(OrderedDict(layers))
+
+
+def _latent_decoder(
+    out_channels: int,
+    image_size: tuple[int, int],
+    base_width: int,
+    max_width: int,
+    bottleneck: str,
+    latent_channels: int,
+    latent_dim: int,
+    upsample: Literal["transpose", "resize"],
+    norm: NormKind,
+) -> nn.Sequential:
+    """z → x̂ (B, C, H, W) in [0, 1]; DRAE first maps the vector back to a latent_channels grid."""
+    layers: list[tuple[str, nn.Module]] = []
+    if bottleneck == "drae":
+        grid_h, grid_w = _latent_grid(image_size)
+        layers += [
+            ("dense", nn.Linear(latent_dim, latent_channels * grid_h * grid_w)),
+            ("unflatten", nn.Unflatten(1, (latent_channels, grid_h, grid_w))),
+        ]
+    decoder = ResidualDecoder(
+        latent_channels, out_channels, base_width, max_width, NUM_STAGES, upsample=upsample, norm=norm
+    )
+    layers.append(("image", decoder))
+    return nn.Sequential(OrderedDict(layers))
+
+
+class Generator(nn.Module):
+    """Encoder–decoder–encoder: E1 (x → z), decoder (z → x̂ ∈ [0, 1]), E2 (x̂ → ẑ, separate weights)."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: tuple[int, int] = (256, 256),
+        base_width: int = 64,
+        max_width: int = 512,
+        bottleneck: Literal["crae", "drae"] = "crae",
+        latent_channels: int = 32,
+        latent_dim: int = 2048,
+        upsample: Literal["transpose", "resize"] = "transpose",
+        norm: NormKind = "group",
+    ) -> None:
+        super().__init__()
+        latent = (image_size, base_width, max_width, bottleneck, latent_channels, latent_dim)
+        self.encoder1 = _latent_encoder(in_channels, *latent, norm=norm)
+        self.decoder = _latent_decoder(in_channels, *latent, upsample=upsample, norm=norm)
+        self.encoder2 = _latent_encoder(in_channels, *latent, norm=norm)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], z and z_hat (same shape)."""
+        z = self.encoder1(x)
+        reconstruction = self.decoder(z)
+        return {"reconstruction": reconstruction, "z": z, "z_hat": self.encoder2(reconstruction)}
+
+
+class Discriminator(nn.Module):
+    """Residual encoder; (B, C, H, W) → (features (B, F, H/32, W/32), logit (B,)) — logit > 0 means real."""
+
+    def __init__(
+        self, in_channels: int = 3, base_width: int = 64, max_width: int = 512, norm: NormKind = "group"
+    ) -> None:
+        super().__init__()
+        self.encoder = ResidualEncoder(in_channels, base_width, max_width, NUM_STAGES, norm=norm)
+        self.classifier = nn.Linear(self.encoder.out_channels, 1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.encoder(x)
+        return features, self.classifier(features.mean(dim=(2, 3))).squeeze(1)
+
+
+class Segmenter(nn.Module):
+    """U-Net on concat(x_n, x̂) (2C channels) → anomaly map A (B, 1, H, W) in [0, 1]."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: int = 64,
+        levels: int = 4,
+        output: Literal["sigmoid", "softmax"] = "sigmoid",
+        norm: NormKind = "group",
+    ) -> None:
+        super().__init__()
+        self.unet = UNet(2 * in_channels, 1, width, levels, output, norm=norm)
+
+    def forward(self, x: Tensor, reconstruction: Tensor) -> Tensor:
+        return self.unet(torch.cat([x, reconstruction], dim=1))
+
+
+class GRDNet(nn.Module):
+    """GRD-Net: `generator` (E1, decoder, E2), `discriminator`, `segmenter`.
+
+    Image sides must be multiples of 32 (and of 2**segmenter_levels); non-square sizes are fine. The DRAE
+    bottleneck's linear layers are sized for `image_size`; CRAE works at any valid size.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: tuple[int, int] = (256, 256),
+        base_width: int = 64,
+        max_width: int = 512,
+        bottleneck: Literal["crae", "drae"] = "crae",
+        latent_channels: int = 32,
+        latent_dim: int = 2048,
+        upsample: Literal["transpose", "resize"] = "transpose",
+        segmenter_width: int = 64,
+        segmenter_levels: int = 4,
+        segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid",
+        smoothing_kernel: int = 21,
+        norm: NormKind = "group",
+    ) -> None:
+        super().__init__()
+        if bottleneck not in ("crae", "drae"):
+            raise ConfigError(f"model.bottleneck: unknown value {bottleneck!r}; use 'crae' or 'drae'")
+        multiple = max(2**NUM_STAGES, 2**segmenter_levels)
+        if any(side % multiple for side in image_size):
+            raise ConfigError(
+                f"data.image_size: {tuple(image_size)} is not divisible by {multiple} "
+                f"(GRD-Net with segmenter_levels={segmenter_levels}); use multiples of {multiple} or fewer levels"
+            )
+        self.image_size = tuple(image_size)
+        self.smoothing_kernel = smoothing_kernel
+        self.generator = Generator(
+            in_channels, image_size, base_width, max_width, bottleneck, latent_channels, latent_dim, upsample, norm
+        )
+        self.discriminator = Discriminator(in_channels, base_width, max_width, norm)
+        self.segmenter = Segmenter(in_channels, segmenter_width, segmenter_levels, segmenter_output, norm)
+        self.apply(init_weights)
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> GRDNet:
+        """Build from a `RunConfig` (data.channels / image_size, model.*, scoring.smoothing_kernel)."""
+        model = cfg.model
+        unknown = sorted(set(model.extra) - EXTRA_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"model.extra: unknown option(s) {unknown} for grdnet; supported: {sorted(EXTRA_OPTIONS)}"
+            )
+        norm = model.extra.get("norm", "group")
+        if norm not in ("batch", "group", "instance"):
+            raise ConfigError(f"model.extra.norm: unknown value {norm!r}; use 'group', 'batch' or 'instance'")
+        return cls(
+            in_channels=cfg.data.channels,
+            image_size=cfg.data.image_size,
+            base_width=model.base_width,
+            max_width=model.max_width,
+            bottleneck=model.bottleneck,
+            latent_channels=model.latent_channels,
+            latent_dim=model.latent_dim,
+            upsample=model.upsample,
+            segmenter_width=model.segmenter_width,
+            segmenter_levels=model.segmenter_levels,
+            segmenter_output=model.segmenter_output,
+            smoothing_kernel=cfg.scoring.smoothing_kernel,
+            norm=norm,
+        )
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Inference on x (B, C, H, W) in [0, 1]: reconstruction (B, C, H, W), anomaly_map and smoothed_map
+        (B, 1, H, W) in [0, 1], score (B,) = max of the smoothed map. Runs E1, decoder and segmenter only."""
+        reconstruction = self.generator.decoder(self.generator.encoder1(x))
+        anomaly_map = self.segmenter(x, reconstruction)
+        smoothed = smooth_map(anomaly_map, self.smoothing_kernel)
+        return {
+            "reconstruction": reconstruction,
+            "anomaly_map": anomaly_map,
+            "smoothed_map": smoothed,
+            "score": image_score(smoothed),
+        }
+
+    def latent_score(self, x: Tensor) -> Tensor:
+        """GANomaly latent score: mean of (z − ẑ)² per image, (B,). Runs E1, decoder and E2."""
+        out = self.generator(x)
+        return (out["z"] - out["z_hat"]).float().pow(2).flatten(1).mean(dim=1)

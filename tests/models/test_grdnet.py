@@ -1,0 +1,160 @@
+"""GRD-Net: shapes, ranges, inference path, init, configuration, export, gradient flow."""
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from grdnet.config import RunConfig
+from grdnet.errors import ConfigError
+from grdnet.losses import contextual_loss
+from grdnet.models import GRDNet, build_model
+from grdnet.models.blocks import INIT_STD
+from grdnet.scoring import image_score, smooth_map
+
+TINY = {"base_width": 8, "max_width": 32, "segmenter_width": 8}
+
+
+def tiny_model(channels=3, size=(64, 64), **kwargs) -> GRDNet:
+    return GRDNet(channels, size, **{**TINY, **kwargs})
+
+
+@pytest.mark.parametrize("bottleneck", ["crae", "drae"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [(64, 64), (64, 96), (96, 64), (128, 128)])
+def test_shapes_and_ranges(size, channels, bottleneck):
+    torch.manual_seed(0)
+    model = tiny_model(channels, size, bottleneck=bottleneck, latent_dim=64)
+    x = torch.rand(2, channels, *size)
+    with torch.no_grad():
+        gen = model.generator(x)
+        out = model(x)
+    h, w = size
+    expected_z = (2, 32, h // 32, w // 32) if bottleneck == "crae" else (2, 64)
+    assert gen["z"].shape == expected_z and gen["z_hat"].shape == expected_z
+    assert gen["reconstruction"].shape == x.shape
+    assert out["reconstruction"].shape == x.shape
+    assert out["anomaly_map"].shape == out["smoothed_map"].shape == (2, 1, h, w)
+    assert out["score"].shape == (2,)
+    for key in ("reconstruction", "anomaly_map", "smoothed_map", "score"):
+        assert out[key].min() >= 0 and out[key].max() <= 1
+    torch.testing.assert_close(out["smoothed_map"], smooth_map(out["anomaly_map"], 21))
+    torch.testing.assert_close(out["score"], image_score(out["smoothed_map"]))
+
+
+def test_discriminator_outputs():
+    model = tiny_model(size=(64, 96))
+    features, logit = model.discriminator(torch.rand(2, 3, 64, 96))
+    assert features.shape == (2, 32, 2, 3) and logit.shape == (2,)
+
+
+def test_crae_latent_at_256_is_32x8x8():
+    model = tiny_model(1, (256, 256), segmenter_levels=2)
+    with torch.no_grad():
+        z = model.generator.encoder1(torch.rand(1, 1, 256, 256))
+    assert z.shape == (1, 32, 8, 8)
+
+
+def test_forward_runs_only_inference_parts():
+    model = tiny_model().eval()
+    called = []
+    parts = {
+        "encoder1": model.generator.encoder1,
+        "decoder": model.generator.decoder,
+        "encoder2": model.generator.encoder2,
+        "discriminator": model.discriminator,
+        "segmenter": model.segmenter,
+    }
+    for name, module in parts.items():
+        module.register_forward_hook(lambda *args, name=name: called.append(name))
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 64))
+    assert set(out) == {"reconstruction", "anomaly_map", "smoothed_map", "score"}
+    assert called == ["encoder1", "decoder", "segmenter"]
+
+
+def test_latent_score():
+    model = tiny_model()
+    with torch.no_grad():
+        score = model.latent_score(torch.rand(3, 3, 64, 64))
+    assert score.shape == (3,) and torch.all(score >= 0)
+
+
+def test_init_applied():
+    model = tiny_model(base_width=32, max_width=64)
+    convs = [m.weight.flatten() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    weights = torch.cat(convs)
+    assert weights.std().item() == pytest.approx(INIT_STD, rel=0.02)
+    norms = [m for m in model.modules() if isinstance(m, nn.GroupNorm)]
+    assert norms and all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in norms)
+
+
+def test_build_model_from_config():
+    cfg = RunConfig.from_dict(
+        {
+            "data": {"image_size": [64, 96], "channels": 1},
+            "model": {**TINY, "bottleneck": "drae", "latent_dim": 16, "upsample": "resize",
+                      "segmenter_output": "softmax", "extra": {"norm": "batch"}},
+            "scoring": {"smoothing_kernel": 5},
+        }
+    )  # fmt: skip
+    model = build_model(cfg)
+    assert isinstance(model, GRDNet) and model.smoothing_kernel == 5
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, nn.GroupNorm) for m in model.modules())
+    with torch.no_grad():
+        z = model.generator.encoder1(torch.rand(2, 1, 64, 96))
+    assert z.shape == (2, 16)
+
+
+def test_build_model_errors():
+    with pytest.raises(ConfigError, match="'draem' is not implemented yet"):
+        build_model(RunConfig.from_dict({"model": {"name": "draem"}}))
+    with pytest.raises(ConfigError, match="model.extra"):
+        build_model(RunConfig.from_dict({"model": {"extra": {"dropout": 0.1}}}))
+    with pytest.raises(ConfigError, match="model.extra.norm"):
+        build_model(RunConfig.from_dict({"model": {"extra": {"norm": "layer"}}}))
+    with pytest.raises(ConfigError, match="divisible by 64"):
+        tiny_model(size=(96, 64), segmenter_levels=6)
+
+
+def test_channels_last_bf16_autocast():
+    model = tiny_model().to(memory_format=torch.channels_last).eval()
+    x = torch.rand(2, 3, 64, 64).to(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out["anomaly_map"].shape == (2, 1, 64, 64)
+    assert all(torch.isfinite(v.float()).all() for v in out.values())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
+def test_onnx_export_matches():
+    ort = pytest.importorskip("onnxruntime")
+    model = tiny_model(bottleneck="drae", latent_dim=32, segmenter_levels=2).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["image"], output_names=list(expected))
+    session = ort.InferenceSession(buffer.getvalue())
+    for key, value in zip(expected, session.run(None, {"image": x.numpy()})):
+        torch.testing.assert_close(torch.from_numpy(value), expected[key], atol=1e-4, rtol=1e-4)
+
+
+def test_generator_training_lowers_contextual_loss():
+    torch.manual_seed(0)
+    generator = tiny_model(segmenter_levels=1).generator
+    grid = torch.linspace(0, 1, 64)
+    x = torch.stack([grid[None, :].expand(64, 64), grid[:, None].expand(64, 64), torch.full((64, 64), 0.3)])
+    x = torch.stack([x, x.flip(-1)])
+    optimizer = torch.optim.Adam(generator.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(20):
+        loss = contextual_loss(x, generator.decoder(generator.encoder1(x)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(p.grad is not None for p in [*generator.encoder1.parameters(), *generator.decoder.parameters()])
+    assert losses[-1] < 0.8 * losses[0]
