@@ -66,11 +66,11 @@ def versions() -> dict[str, str]:
 
     return {
         "grdnet": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": np.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cuda": torch.version.cuda or "none",
+        "cuda": str(torch.version.cuda or "none"),
     }
 
 

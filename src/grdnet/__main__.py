@@ -1,0 +1,5 @@
+"""`python -m grdnet …` (also what `torchrun -m grdnet train …` runs)."""
+
+from grdnet.cli import main
+
+main()

@@ -1,0 +1,218 @@
+"""The `grdnet` command: train, test, predict and demo (plus the commands other modules register).
+
+Every user error is printed as one line (`error: <file>: <problem>; <fix>`) with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from grdnet.config import RunConfig
+from grdnet.errors import GrdnetError
+
+console = Console()
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'256' → (256, 256); '256x512' → (256, 512) as (height, width)."""
+    if text is None:
+        return None
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a size; use 256 or HEIGHTxWIDTH like 256x512") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2:
+        raise click.BadParameter(f"'{text}' is not a size; use 256 or HEIGHTxWIDTH like 256x512")
+    return values[0], values[1]
+
+
+def parse_sets(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """--set section.key=value (value parsed as YAML: numbers, booleans, lists)."""
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise click.BadParameter(f"'{pair}' must look like section.key=value, e.g. train.lr=2e-4")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def print_metrics(metrics: dict[str, Any], title: str = "test metrics") -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)):
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        elif isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
+            for sub, v in value.items():
+                table.add_row(f"{key}.{sub}", f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+
+
+class GrdnetGroup(click.Group):
+    """Turns GrdnetError and Ctrl-C into one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GrdnetError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=GrdnetGroup)
+@click.version_option(package_name="grdnet")
+def main() -> None:
+    """grdnet: learn what good products look like, then find and outline defects inside the ROI."""
+
+
+# --------------------------------------------------------------------------- train
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config; flags override it.")
+@click.option("--model", type=click.Choice(["grdnet", "ganomaly", "draem", "kdgan", "vtadl"]), help="Method to train.")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root (MVTec layout: ROOT/CATEGORY/train/good).")
+@click.option("--category", help="Category folder under the data root.")
+@click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]), help="Folder layout (default mvtec).")
+@click.option("--image-size", help="Resize to SIZE or HEIGHTxWIDTH (multiples of 32, 64–1024).")
+@click.option("--channels", type=click.Choice(["1", "3"]), help="1 = grayscale, 3 = RGB.")
+@click.option("--roi", type=click.Path(path_type=Path), help="ROI for training images: a folder mirroring image paths, or one mask file.")
+@click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images (evaluation inside the ROI).")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--seed", type=int)
+@click.option("--device", help="auto, cpu, cuda, cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the trained parts.")
+@click.option("--max-minutes", type=float, help="Stop training after this many minutes.")
+@click.option("--contamination", type=float, help="Fraction of defect images mixed into the training set.")
+@click.option("--known-defects", type=click.Path(path_type=Path), help="Folder of a few real defect images used in training.")
+@click.option("--texture", type=click.Choice(["random", "folder", "self"]), help="Synthetic-anomaly texture source.")
+@click.option("--texture-dir", type=click.Path(path_type=Path), help="Texture folder (e.g. DTD) for --texture folder.")
+@click.option("--output", type=click.Path(path_type=Path), help="Run folder for checkpoints and logs.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
+@click.option("--set", "sets", multiple=True, help="Any setting as section.key=value, e.g. --set loss.roi_on=target.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+def train(config_path, model, data_root, category, layout, image_size, channels, roi, test_roi, epochs, batch_size, lr,
+          seed, device, precision, compile_, max_minutes, contamination, known_defects, texture, texture_dir, output,
+          resume, sets, quiet) -> None:
+    """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile --image-size 256 --epochs 35"""
+    from grdnet.training import Trainer
+
+    cfg = RunConfig.from_yaml(config_path) if config_path else RunConfig()
+    overrides = {
+        "model.name": model, "data.root": data_root and str(data_root), "data.category": category,
+        "data.layout": layout, "data.image_size": parse_size(image_size), "data.channels": channels and int(channels),
+        "data.roi": roi and str(roi), "data.test_roi": test_roi and str(test_roi), "train.epochs": epochs,
+        "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed, "train.device": device,
+        "train.precision": precision, "train.compile": compile_, "train.max_minutes": max_minutes,
+        "data.contamination": contamination, "data.known_defects": known_defects and str(known_defects),
+        "synthesis.texture": texture, "synthesis.texture_dir": texture_dir and str(texture_dir),
+        "train.output_dir": output and str(output), **parse_sets(sets),
+    }
+    cfg = cfg.updated(overrides)
+    if cfg.data.root is None:
+        raise click.UsageError("--data-root (or data.root in --config) is required; try `grdnet demo` for the built-in dataset")
+    result = Trainer(cfg, resume=resume, show_progress=not quiet).fit()
+    console.print(
+        f"trained {result.epochs_done} epochs ({result.stopped}); best: {result.best_checkpoint}, "
+        f"threshold {result.threshold:.4f}"
+    )
+
+
+# --------------------------------------------------------------------------- test
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data-root", type=click.Path(path_type=Path), help="Override the dataset root stored in the checkpoint.")
+@click.option("--category", help="Override the category.")
+@click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]))
+@click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images; metrics inside it.")
+@click.option("--no-roi", is_flag=True, help="Ignore any stored test ROI.")
+@click.option("--output", type=click.Path(path_type=Path), help="Folder for metrics.json and scores.csv (default RUN/test).")
+@click.option("--device", default="auto")
+@click.option("--batch-size", type=int, default=32)
+def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, device, batch_size) -> None:
+    """Evaluate on the test split. Example: grdnet test runs/mtd/best.pt"""
+    from grdnet.data import index_dataset
+    from grdnet.evaluation import evaluate_samples
+    from grdnet.inference import Predictor
+    from grdnet.metrics import save_json
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    data_cfg = predictor.cfg.data.model_copy(
+        update={k: v for k, v in {"root": data_root, "category": category, "layout": layout, "test_roi": test_roi}.items() if v is not None}
+    )
+    if no_roi:
+        data_cfg = data_cfg.model_copy(update={"test_roi": None})
+    predictor.cfg = predictor.cfg.model_copy(update={"data": data_cfg})
+    index = index_dataset(data_cfg)
+    result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size)
+    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    out_dir = output or run_dir / "test"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_json(result.metrics, out_dir / "metrics.json")
+    _write_records(result.records, out_dir / "scores.csv")
+    print_metrics(result.metrics)
+    console.print(f"metrics written to {out_dir / 'metrics.json'}")
+
+
+def _write_records(records: list[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]) if records else ["path"])
+        writer.writeheader()
+        writer.writerows(records)
+
+
+# --------------------------------------------------------------------------- predict
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("images", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), default=Path("predictions"), show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--overlays/--no-overlays", default=True, show_default=True, help="Write heatmap overlays as PNG.")
+@click.option("--device", default="auto")
+def predict(checkpoint, images, output, batch_size, overlays, device) -> None:
+    """Score a folder (or one image). Example: grdnet predict runs/mtd/best.pt new_images/ --output out/"""
+    from grdnet.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays)
+    console.print(f"scores written to {csv_path}" + (f", overlays in {output / 'overlays'}" if overlays else ""))
+
+
+# --------------------------------------------------------------------------- demo
+@main.command()
+@click.option("--output", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option("--epochs", type=int, help="Override the demo's number of epochs.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True)
+def demo(output, epochs, device, seed, quiet) -> None:
+    """Generate the built-in dataset, train GRD-Net on it, test it and print the metrics."""
+    from grdnet.demo import run_demo
+
+    metrics = run_demo(output, epochs=epochs, device=device, seed=seed, show_progress=not quiet)
+    print_metrics(metrics, title="grdnet demo — built-in dataset, test split, inside the ROI")
+    console.print(f"run folder: {output}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

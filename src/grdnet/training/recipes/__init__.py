@@ -1,0 +1,24 @@
+"""One training recipe per method; `build_recipe` picks it from `cfg.model.name`."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from grdnet.config import RunConfig
+from grdnet.errors import ConfigError
+from grdnet.training.recipes.base import Recipe, StepContext, SyntheticAnomalyRecipe
+from grdnet.training.recipes.grdnet import GRDNetRecipe
+
+RECIPES: dict[str, type[Recipe]] = {"grdnet": GRDNetRecipe}
+
+
+def build_recipe(model: nn.Module, cfg: RunConfig, context: StepContext) -> Recipe:
+    """The recipe that trains `model` as `cfg.model.name` describes."""
+    try:
+        recipe_class = RECIPES[cfg.model.name]
+    except KeyError:
+        raise ConfigError(f"model '{cfg.model.name}' has no training recipe; choose one of {sorted(RECIPES)}") from None
+    return recipe_class(model, cfg, context)
+
+
+__all__ = ["Recipe", "StepContext", "SyntheticAnomalyRecipe", "build_recipe", "RECIPES"]

@@ -1,0 +1,78 @@
+"""GRD-Net training logic (SPEC.md §3): per batch D, then G with D frozen, then S on (x_n, x̂.detach())."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from grdnet import losses
+from grdnet.runtime import frozen
+from grdnet.training.recipes.base import SyntheticAnomalyRecipe
+
+
+class GRDNetRecipe(SyntheticAnomalyRecipe):
+    """Three Adam optimisers (generator, discriminator, segmenter).
+
+    Known defect images (`batch["known_image"]`, `known_mask`, `known_roi`), when given, are extra real
+    positives for the segmenter: their reconstruction by the current generator is paired with them, and
+    they never enter the generator's losses (their defect-free appearance is unknown).
+    """
+
+    monitored = "con"
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {
+            "generator": self.model.generator,
+            "discriminator": self.model.discriminator,
+            "segmenter": self.model.segmenter,
+        }
+
+    def training_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        weights = self.cfg.loss
+        data = self.corrupt(batch, generator)
+        x, x_n, roi, mask = data["clean"], data["corrupted"], data["roi"], data["mask"]
+        G, D, S = (self.parts_wrapped[name] for name in ("generator", "discriminator", "segmenter"))
+
+        with self.autocast():
+            out = G(x_n)
+            x_hat = out["reconstruction"]
+
+            # 1. Discriminator: real = clean x, fake = x̂ (detached).
+            _, logits = D(torch.cat([x, x_hat.detach()]))
+            real_logits, fake_logits = logits.chunk(2)
+            loss_d = losses.discriminator_loss(real_logits, fake_logits)
+        self.step(self.optimizers["discriminator"], loss_d)
+
+        # 2. Generator, D frozen: feature matching + contextual + latent.
+        with frozen(self.raw["discriminator"]), self.autocast():
+            features, _ = self.raw["discriminator"](torch.cat([x, x_hat]))
+            real_features, fake_features = features.chunk(2)
+            loss_g, parts = losses.generator_loss(
+                x, x_hat, out["z"], out["z_hat"], real_features.detach(), fake_features, weights
+            )
+        self.step(self.optimizers["generator"], loss_g)
+
+        # 3. Segmenter on (x_n, x̂) with x̂ detached; focal loss on the ROI intersection.
+        seg_input, seg_mask, seg_roi = x_n, mask, roi
+        x_hat_seg = x_hat.detach()
+        if "known_image" in batch:
+            with torch.no_grad(), self.autocast():
+                known_hat = self.raw["generator"](batch["known_image"])["reconstruction"]
+            seg_input = torch.cat([seg_input, batch["known_image"]])
+            x_hat_seg = torch.cat([x_hat_seg, known_hat])
+            seg_mask = torch.cat([seg_mask, batch["known_mask"]])
+            seg_roi = torch.cat([seg_roi, batch["known_roi"]])
+        with self.autocast():
+            anomaly_map = S(seg_input, x_hat_seg)
+            loss_s = losses.segmentation_loss(
+                anomaly_map.float(), seg_mask, seg_roi, roi_on=weights.roi_on,
+                gamma=weights.focal_gamma, alpha=weights.focal_alpha,
+            )
+        self.step(self.optimizers["segmenter"], loss_s)
+
+        return {
+            "d": loss_d.detach(),
+            "g": loss_g.detach(),
+            **parts,
+            "seg": loss_s.detach(),
+        }

@@ -1,0 +1,407 @@
+"""The generic training loop: data, epochs, validation, checkpoints, resume, Ctrl-C, NaN stop, DDP.
+
+Everything method-specific lives in a `Recipe`. Randomness is derived from (seed, epoch, rank), and the
+synthesis generator's state is saved with every checkpoint, so a resumed run — even one interrupted in
+the middle of an epoch — reaches the same weights as an uninterrupted one (on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from grdnet.config import RunConfig
+from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
+from grdnet.errors import CheckpointError, ConfigError, TrainingError
+from grdnet.models import build_model
+from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
+from grdnet.training.checkpoint import load_checkpoint, save_checkpoint
+from grdnet.training.distributed import DistributedContext
+from grdnet.training.recipes import StepContext, build_recipe
+from grdnet.training.validation import Validator
+
+RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir")}
+
+
+class GracefulInterrupt:
+    """While active, the first Ctrl-C (SIGINT) only sets `requested`; the loop saves at the next step
+    boundary and stops. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "GracefulInterrupt":
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    epochs_done: int
+    threshold: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = "completed"
+
+
+def load_tensors(samples: list[Sample], cfg: RunConfig, with_masks: bool = False) -> dict[str, torch.Tensor]:
+    """Decode `samples` into stacked CPU tensors: `image` (N,C,H,W), `roi` (N,1,H,W)[, `mask` (N,1,H,W)]."""
+    dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels)
+    with ThreadPoolExecutor(max_workers=max(1, cfg.data.num_workers or 4)) as pool:
+        items = list(pool.map(dataset.__getitem__, range(len(dataset))))
+    keys = ["image", "roi"] + (["mask"] if with_masks else [])
+    if not items:
+        c, (h, w) = cfg.data.channels, cfg.data.image_size
+        shapes = {"image": (0, c, h, w), "roi": (0, 1, h, w), "mask": (0, 1, h, w)}
+        return {k: torch.zeros(shapes[k]) for k in keys}
+    return {k: torch.stack([item[k] for item in items]) for k in keys}
+
+
+class Trainer:
+    """Trains `cfg.model.name` on `cfg.data`, writing into `cfg.train.output_dir`.
+
+    Files: `config.yaml` (resolved), `run.json` (seed, versions, data split), `last.pt` (resume state,
+    every epoch), `best.pt` (best validation epoch, with its threshold), `log.jsonl` (one line per epoch).
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        *,
+        resume: bool = False,
+        show_progress: bool = True,
+        index: DatasetIndex | None = None,
+        step_callback: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.dist = DistributedContext.from_env()
+        self.run_dir = Path(cfg.train.output_dir)
+        self.resume_state: dict[str, Any] | None = None
+        if resume:
+            self.resume_state = load_checkpoint(self.run_dir / "last.pt")
+            cfg = self._check_resumable(RunConfig.from_dict(self.resume_state["config"]), cfg)
+        self.cfg = cfg
+        self.console = Console(stderr=True, quiet=not (show_progress and self.dist.is_main))
+        self.show_progress = show_progress and self.dist.is_main
+        self.step_callback = step_callback
+        self.interrupt = GracefulInterrupt()
+        self.device = self.dist.device_for(resolve_device(cfg.train.device))
+        self.bf16 = uses_bf16(cfg.train.precision, self.device)
+        self.index = index if index is not None else index_dataset(cfg.data)
+        if not self.index.train:
+            raise ConfigError("no normal training images found; check data.root / data.category")
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _check_resumable(stored: RunConfig, requested: RunConfig) -> RunConfig:
+        """Resume with the stored config; only epochs, max_minutes and output_dir may change."""
+        old, new = stored.to_dict(), requested.to_dict()
+        changed = [
+            f"{section}.{key}"
+            for section in old
+            for key in old[section]
+            if old[section][key] != new[section][key] and (section, key) not in RESUMABLE_CHANGES
+        ]
+        if changed:
+            raise ConfigError(
+                f"cannot resume: settings differ from the interrupted run ({', '.join(changed)}); "
+                "resume with the same settings or start a new run in another --output folder"
+            )
+        merged = stored.to_dict()
+        for section, key in RESUMABLE_CHANGES:
+            merged[section][key] = new[section][key]
+        return RunConfig.from_dict(merged)
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.train.seed)
+        self.model = build_model(cfg).to(self.device)
+        if self.device.type == "cuda" and cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap)
+        self.recipe = build_recipe(self.model, cfg, context)
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
+            )
+            for name, opt in self.recipe.optimizers.items()
+        }
+        self.train_data = load_tensors(self.index.train, cfg)
+        self.known = load_tensors(self.index.known_defects, cfg, with_masks=True) if self.index.known_defects else None
+        validation_images = load_tensors(self.index.validation, cfg)["image"]
+        if len(validation_images) == 0:
+            warnings.warn(
+                "no validation images (data.val_fraction = 0): the threshold is calibrated on training images, "
+                "which under-estimates false alarms; the last epoch is kept as best",
+                stacklevel=2,
+            )
+            validation_images = self.train_data["image"][: max(1, min(64, len(self.train_data["image"])))]
+        self.validator = Validator(validation_images, cfg, self.device, self.bf16)
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        if self.cfg.train.compile:
+            module = torch.compile(module)
+        return self.dist.wrap(module)
+
+    # ------------------------------------------------------------------ state
+    def _state(self, epoch: int, step: int, generator: torch.Generator, sums: dict[str, float]) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "epoch": epoch,
+            "step": step,
+            "epoch_sums": sums,
+            "rng": {"synthesis": generator.get_state(), "torch": torch.get_rng_state()},
+            "history": self.history,
+            "best": self.best,
+            "threshold": self.best.get("threshold", float("nan")),
+            "versions": versions(),
+            "seed": self.cfg.train.seed,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> tuple[int, int, torch.Tensor | None, dict[str, float]]:
+        try:
+            self.model.load_state_dict(state["model"])
+            for name, opt in self.recipe.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            for name, sched in self.schedulers.items():
+                sched.load_state_dict(state["schedulers"][name])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(f"{self.run_dir / 'last.pt'}: does not match this model ({error})") from None
+        torch.set_rng_state(state["rng"]["torch"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        # Mid-epoch: continue that epoch's synthesis stream; at an epoch boundary a fresh one is derived.
+        synthesis_state = state["rng"]["synthesis"] if state["step"] > 0 else None
+        return state["epoch"], state["step"], synthesis_state, dict(state["epoch_sums"])
+
+    def _write_run_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg.to_yaml(self.run_dir / "config.yaml")
+        run_info = {
+            "seed": self.cfg.train.seed,
+            "versions": versions(),
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "bf16": self.bf16,
+            "data": self.index.summary(),
+            "split": {
+                "train": [str(s.image) for s in self.index.train],
+                "validation": [str(s.image) for s in self.index.validation],
+                "contamination": [str(s.image) for s in self.index.contamination],
+                "known_defects": [str(s.image) for s in self.index.known_defects],
+            },
+        }
+        (self.run_dir / "run.json").write_text(json.dumps(run_info, indent=1))
+
+    # ------------------------------------------------------------------ loop
+    def _batches(self, epoch: int) -> list[torch.Tensor]:
+        """This rank's batches of training indices for `epoch` (same on every run with the same seed)."""
+        n = len(self.train_data["image"])
+        order = torch.randperm(n, generator=make_generator(torch.device("cpu"), self.cfg.train.seed, epoch, 1))
+        shard = order[self.dist.rank :: self.dist.world_size][: n // self.dist.world_size]
+        size = self.cfg.train.batch_size
+        count = max(1, len(shard) // size) if len(shard) >= size else 1
+        return [shard[i * size : (i + 1) * size] for i in range(count)]
+
+    def _batch(self, indices: torch.Tensor, epoch: int, step: int) -> dict[str, torch.Tensor]:
+        batch = {k: v[indices].to(self.device, non_blocking=True) for k, v in self.train_data.items()}
+        if self.known is not None:
+            n_known = len(self.known["image"])
+            pick = torch.randint(
+                n_known, (min(len(indices), n_known),),
+                generator=make_generator(torch.device("cpu"), self.cfg.train.seed, epoch, step, 2),
+            )
+            for key in ("image", "mask", "roi"):
+                batch[f"known_{key}"] = self.known[key][pick].to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and self.cfg.train.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+        return batch
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console,
+            disable=not (self.show_progress and self.console.is_terminal),
+            transient=True,
+        )
+
+    def fit(self) -> TrainResult:
+        """Train until `train.epochs` (or `max_minutes`); returns where the checkpoints are."""
+        self.dist.start(self.device)
+        try:
+            with self.interrupt:
+                return self._fit()
+        finally:
+            self.dist.stop()
+
+    def _fit(self) -> TrainResult:
+        cfg = self.cfg
+        self._build()
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {}
+        start_epoch, start_step, synth_state, sums = 0, 0, None, {}
+        if self.resume_state is not None:
+            start_epoch, start_step, synth_state, sums = self._restore(self.resume_state)
+            self.console.log(f"resuming {self.run_dir} at epoch {start_epoch + 1}, step {start_step}")
+        if self.dist.is_main:
+            self._write_run_files()
+        last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
+        started = time.perf_counter()
+        stopped = "completed"
+        epoch = start_epoch
+        self.model.train()
+        with self._progress() as progress:
+            while epoch < cfg.train.epochs:
+                batches = self._batches(epoch)
+                task = progress.add_task("train", total=len(batches), epoch=f"{epoch + 1}/{cfg.train.epochs}", info="")
+                generator = make_generator(self.device, cfg.train.seed, epoch, self.dist.rank, 3)
+                step = 0
+                if synth_state is not None:
+                    generator.set_state(synth_state)
+                    step, synth_state = start_step, None
+                    progress.update(task, completed=step)
+                epoch_start = time.perf_counter()
+                device_sums: dict[str, torch.Tensor] = {}
+                for step in range(step, len(batches)):
+                    if self.step_callback is not None:
+                        self.step_callback(epoch, step)
+                    losses = self.recipe.training_step(self._batch(batches[step], epoch, step), generator)
+                    for name, value in losses.items():
+                        device_sums[name] = device_sums.get(name, 0.0) + value.float()
+                    if progress.live.is_started and (step % 5 == 0 or step == len(batches) - 1):
+                        shown = {k: float(v) / (step + 1) for k, v in device_sums.items()}
+                        self._check_finite(shown, epoch, step)
+                        progress.update(task, completed=step + 1, info=self._format(shown))
+                    else:
+                        progress.update(task, completed=step + 1)
+                    if self.interrupt.requested and step + 1 < len(batches):
+                        if self.dist.is_main:
+                            partial = self._merge_sums(sums, device_sums)
+                            save_checkpoint(self._state(epoch, step + 1, generator, partial), last_path)
+                        self.console.print(
+                            f"[yellow]interrupted: state saved to {last_path}; continue with "
+                            f"`grdnet train --resume --output {self.run_dir}`"
+                        )
+                        raise KeyboardInterrupt
+                totals = self._merge_sums(sums, device_sums)
+                sums = {}
+                steps = len(batches)
+                means = {k: v / steps for k, v in self._reduce(totals).items()}
+                self._check_finite(means, epoch, steps - 1)
+                for scheduler in self.schedulers.values():
+                    scheduler.step(self.recipe.monitor(means))
+                epoch_seconds = time.perf_counter() - epoch_start
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    **{f"loss_{k}": v for k, v in means.items()},
+                    **{f"lr_{k}": o.param_groups[0]["lr"] for k, o in self.recipe.optimizers.items()},
+                    "seconds": round(epoch_seconds, 3),
+                    "images_per_s": round(steps * cfg.train.batch_size * self.dist.world_size / max(epoch_seconds, 1e-9), 1),
+                }
+                is_last = epoch + 1 == cfg.train.epochs
+                elapsed_min = (time.perf_counter() - started) / 60
+                out_of_time = cfg.train.max_minutes is not None and elapsed_min >= cfg.train.max_minutes
+                if (epoch + 1) % cfg.train.val_every == 0 or is_last or out_of_time:
+                    record.update(self.validator.run(self.model))
+                    if not self.best or record["val_score"] >= self.best["val_score"] or not math.isfinite(self.best["val_score"]):
+                        self.best = {"epoch": epoch + 1, "val_score": record["val_score"], "threshold": record["threshold"]}
+                        if self.dist.is_main:
+                            save_checkpoint(self._state(epoch + 1, 0, generator, {}), best_path)
+                self.history.append(record)
+                epoch += 1
+                if self.dist.is_main:
+                    save_checkpoint(self._state(epoch, 0, generator, {}), last_path)
+                    with (self.run_dir / "log.jsonl").open("a") as log:
+                        log.write(json.dumps(record) + "\n")
+                    self._after_epoch(record)
+                progress.remove_task(task)
+                if self.interrupt.requested:
+                    self.console.print(
+                        f"[yellow]interrupted: state saved to {last_path}; continue with "
+                        f"`grdnet train --resume --output {self.run_dir}`"
+                    )
+                    raise KeyboardInterrupt
+                if out_of_time and not is_last:
+                    stopped = f"time budget of {cfg.train.max_minutes} min reached"
+                    break
+        self.dist.barrier()
+        return TrainResult(
+            run_dir=self.run_dir,
+            best_checkpoint=best_path,
+            last_checkpoint=last_path,
+            epochs_done=epoch,
+            threshold=float(self.best.get("threshold", float("nan"))),
+            history=self.history,
+            stopped=stopped,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _merge_sums(sums: dict[str, float], device_sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        merged = dict(sums)
+        for k, v in device_sums.items():
+            merged[k] = merged.get(k, 0.0) + float(v)
+        return merged
+
+    def _reduce(self, totals: dict[str, float]) -> dict[str, float]:
+        """Average per-rank loss sums over ranks (so every rank sees the same NaN check and schedule)."""
+        if not self.dist.enabled:
+            return totals
+        keys = sorted(totals)
+        summed = self.dist.sum(torch.tensor([totals[k] for k in keys], dtype=torch.float64, device=self.device))
+        return {k: float(v) / self.dist.world_size for k, v in zip(keys, summed.tolist())}
+
+    def _check_finite(self, values: dict[str, float], epoch: int, step: int) -> None:
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            kept = self.run_dir / "last.pt"
+            kept_note = f"the last good checkpoint is kept at {kept}" if kept.exists() else "no checkpoint was written yet"
+            raise TrainingError(
+                f"loss {', '.join(bad)} became {values[bad[0]]} at epoch {epoch + 1}, step {step + 1}; "
+                f"training stopped and {kept_note}. Lower train.lr or use --precision fp32"
+            )
+
+    @staticmethod
+    def _format(values: dict[str, float]) -> str:
+        return " ".join(f"{k}={v:.4g}" for k, v in values.items())
+
+    def _after_epoch(self, record: dict[str, Any]) -> None:
+        line = f"epoch {record['epoch']}/{self.cfg.train.epochs} " + self._format(
+            {k: v for k, v in record.items() if k.startswith(("loss_", "val_score"))}
+        ) + f" {record['images_per_s']} img/s"
+        self.console.log(line)

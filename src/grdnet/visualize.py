@@ -1,0 +1,42 @@
+"""Heatmap overlays as uint8 RGB arrays (for PNG files, reports and the service)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """(C,H,W) or (H,W) float in [0,1] → (H,W,3) uint8."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        image = np.moveaxis(image, 0, -1)
+        if image.shape[-1] == 1:
+            image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def heatmap(score_map: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """(H,W) scores → (H,W,3) uint8 'inferno' colours; `vmax` fixes the top of the scale (default: 1)."""
+    top = 1.0 if vmax is None else max(float(vmax), 1e-6)
+    rgba = colormaps["inferno"](np.clip(np.asarray(score_map, dtype=np.float32) / top, 0.0, 1.0))
+    return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, score_map: np.ndarray, alpha: float = 0.5, roi: np.ndarray | None = None) -> np.ndarray:
+    """Blend the heatmap of `score_map` (H,W) over `image` ((C,H,W) or (H,W) in [0,1]) → (H,W,3) uint8.
+
+    Where `roi` (H,W) is given, its outline is drawn in cyan.
+    """
+    base = to_rgb_uint8(image).astype(np.float32)
+    heat = heatmap(score_map).astype(np.float32)
+    weight = alpha * np.clip(np.asarray(score_map, dtype=np.float32), 0.0, 1.0)[..., None] ** 0.5
+    blended = base * (1 - weight) + heat * weight
+    if roi is not None:
+        region = np.asarray(roi) > 0.5
+        inner = region.copy()
+        inner[1:-1, 1:-1] = region[1:-1, 1:-1] & region[:-2, 1:-1] & region[2:, 1:-1] & region[1:-1, :-2] & region[1:-1, 2:]
+        blended[region & ~inner] = (0, 255, 255)
+    return (blended + 0.5).astype(np.uint8)

@@ -1,0 +1,59 @@
+"""The `grdnet` command, run as a user would: in a subprocess."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def grdnet(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "grdnet", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_help_lists_the_commands():
+    done = grdnet("--help")
+    assert done.returncode == 0
+    for command in ("train", "test", "predict", "demo"):
+        assert command in done.stdout
+
+
+def test_train_test_predict_round_trip(make_config, builtin_category, tmp_path):
+    cfg = make_config("cli", epochs=1)
+    cfg.to_yaml(tmp_path / "tiny.yaml")
+    run = tmp_path / "cli-run"
+    done = grdnet("train", "--config", tmp_path / "tiny.yaml", "--output", run, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert (run / "best.pt").is_file()
+
+    done = grdnet("test", run / "best.pt", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "test" / "metrics.json").read_text())
+    for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert "image_AUROC" in done.stdout
+
+    done = grdnet("predict", run, builtin_category / "test" / "good", "--output", tmp_path / "pred", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))
+    assert len(rows) == len(list((builtin_category / "test" / "good").glob("*.png")))
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--data-root", "/nonexistent/data", "--epochs", "1"], "/nonexistent/data"),
+        (["train", "--image-size", "abc", "--data-root", "."], "not a size"),
+        (["train", "--data-root", ".", "--image-size", "100"], "multiples of 32"),
+        (["train", "--data-root", ".", "--set", "train.bogus=1"], "train.bogus"),
+        (["test", "/nonexistent/best.pt"], "checkpoint not found"),
+        (["train", "--config", "/nonexistent.yaml"], "config file not found"),
+    ],
+)
+def test_bad_input_gives_one_line_errors(args, fragment):
+    done = grdnet(*args)
+    assert done.returncode == 2
+    assert fragment in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,71 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from grdnet.errors import DataError
+from grdnet.inference import Predictor
+from grdnet.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def trained(builtin_category, tmp_path_factory):
+    from conftest import tiny_config
+
+    cfg = tiny_config(builtin_category, tmp_path_factory.mktemp("run"), epochs=1)
+    return Trainer(cfg, show_progress=False).fit()
+
+
+def test_predictor_loads_a_checkpoint_alone(trained):
+    predictor = Predictor.from_checkpoint(trained.run_dir, device="cpu")
+    assert predictor.image_size == (64, 64) and np.isfinite(predictor.threshold)
+    batch = torch.rand(3, 3, 64, 64)
+    pred = predictor.predict(batch)
+    assert pred.anomaly_map.shape == (3, 64, 64) and pred.smoothed_map.shape == (3, 64, 64)
+    assert pred.score.shape == (3,) and pred.decision.dtype == bool
+    assert 0 <= pred.anomaly_map.min() and pred.anomaly_map.max() <= 1
+    np.testing.assert_allclose(pred.score, pred.smoothed_map.reshape(3, -1).max(1), rtol=1e-5)
+    np.testing.assert_array_equal(pred.decision, pred.score >= predictor.threshold)
+
+
+def test_predictor_runs_only_the_inference_path(trained):
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    ran = []
+    for name in ("discriminator",):
+        getattr(predictor.model, name).register_forward_hook(lambda *a, n=name: ran.append(n))
+    predictor.predict(torch.rand(1, 3, 64, 64))
+    assert ran == []
+
+
+def test_arrays_of_any_kind_are_accepted(trained):
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    gray8 = np.random.default_rng(0).integers(0, 255, (80, 100), dtype=np.uint8)
+    rgb16 = np.random.default_rng(1).integers(0, 65535, (64, 64, 3), dtype=np.uint16)
+    rgba = np.random.default_rng(2).random((50, 70, 4)).astype(np.float32)
+    for array in (gray8, rgb16, rgba):
+        assert predictor.predict(array).score.shape == (1,)
+    assert predictor.predict([gray8, gray8]).score.shape == (2,)
+
+
+def test_predict_folder_writes_csv_and_overlays(trained, builtin_category, tmp_path):
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    folder = builtin_category / "test"
+    csv_path = predictor.predict_folder(folder, tmp_path / "out", batch_size=16)
+    rows = list(csv.DictReader(csv_path.open()))
+    images = [p for p in folder.rglob("*.png")]
+    assert len(rows) == len(images)
+    assert {r["decision"] for r in rows} <= {"ok", "defect"}
+    assert all(isinstance(json.loads(r["regions"]), list) for r in rows)
+    overlays = list((tmp_path / "out" / "overlays").glob("*.png"))
+    assert len(overlays) == len(images)
+    assert np.asarray(Image.open(overlays[0])).shape == (64, 64, 3)
+
+
+def test_predict_folder_without_images_is_a_clear_error(trained, tmp_path):
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="contains no images"):
+        predictor.predict_folder(tmp_path / "empty", tmp_path / "out")

@@ -1,0 +1,89 @@
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from grdnet.errors import ConfigError, TrainingError
+from grdnet.training import Trainer, load_checkpoint
+
+
+def weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_short_run_lowers_losses_and_writes_run_files(make_config):
+    cfg = make_config(epochs=4)
+    result = Trainer(cfg, show_progress=False).fit()
+    run = result.run_dir
+    for name in ("config.yaml", "run.json", "last.pt", "best.pt", "log.jsonl"):
+        assert (run / name).is_file(), name
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]
+    assert log[-1]["loss_con"] < log[0]["loss_con"]
+    assert log[-1]["loss_seg"] < log[0]["loss_seg"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["seed"] == 0 and "torch" in info["versions"] and info["split"]["validation"]
+    assert set(info["split"]["train"]).isdisjoint(info["split"]["validation"])
+    state = load_checkpoint(result.best_checkpoint)
+    assert state["config"]["train"]["epochs"] == 4 and torch.isfinite(torch.tensor(state["threshold"]))
+
+
+def test_resume_reaches_the_same_weights(make_config):
+    full = Trainer(make_config("full", epochs=2), show_progress=False).fit()
+    Trainer(make_config("split", epochs=1), show_progress=False).fit()
+    resumed = Trainer(make_config("split", epochs=2), resume=True, show_progress=False).fit()
+    assert resumed.epochs_done == 2
+    assert_same_weights(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
+
+
+def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(make_config):
+    full = Trainer(make_config("full", epochs=2), show_progress=False).fit()
+
+    def interrupt(epoch, step):
+        if (epoch, step) == (1, 2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(make_config("cut", epochs=2), show_progress=False, step_callback=interrupt).fit()
+    saved = load_checkpoint(make_config("cut").train.output_dir / "last.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 3)
+    resumed = Trainer(make_config("cut", epochs=2), resume=True, show_progress=False).fit()
+    assert_same_weights(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
+
+
+def test_resume_refuses_changed_settings(make_config):
+    Trainer(make_config("run", epochs=1), show_progress=False).fit()
+    changed = make_config("run", epochs=2, lr=5e-4)
+    with pytest.raises(ConfigError, match="train.lr"):
+        Trainer(changed, resume=True, show_progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_config, monkeypatch):
+    cfg = make_config("nan", epochs=3)
+    trainer = Trainer(cfg, show_progress=False)
+    from grdnet.training.recipes.grdnet import GRDNetRecipe
+
+    original = GRDNetRecipe.training_step
+    calls = {"n": 0}
+
+    def poisoned(self, batch, generator):
+        calls["n"] += 1
+        losses = original(self, batch, generator)
+        if calls["n"] > 20:  # well into epoch 2 or later
+            losses["con"] = torch.tensor(float("nan"))
+        return losses
+
+    monkeypatch.setattr(GRDNetRecipe, "training_step", poisoned)
+    with pytest.raises(TrainingError, match="nan") as info:
+        trainer.fit()
+    assert "last good checkpoint" in str(info.value)
+    state = load_checkpoint(cfg.train.output_dir / "last.pt")
+    assert state["epoch"] >= 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
