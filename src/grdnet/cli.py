@@ -115,9 +115,13 @@ def train(config_path, model, data_root, category, layout, image_size, channels,
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile --image-size 256 --epochs 35"""
     from grdnet.training import Trainer
 
-    cfg = RunConfig.from_yaml(config_path) if config_path else RunConfig()
-    overrides = {
-        "model.name": model, "data.root": data_root and str(data_root), "data.category": category,
+    if config_path:
+        cfg = RunConfig.from_yaml(config_path)
+        if model and model != cfg.model.name:
+            cfg = RunConfig.for_model(model, {k: v for k, v in cfg.to_dict().items() if k != "model"})
+    else:
+        cfg = RunConfig.for_model(model or "grdnet")
+    overrides = {"data.root": data_root and str(data_root), "data.category": category,
         "data.layout": layout, "data.image_size": parse_size(image_size), "data.channels": channels and int(channels),
         "data.roi": roi and str(roi), "data.test_roi": test_roi and str(test_roi), "train.epochs": epochs,
         "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed, "train.device": device,
@@ -147,7 +151,8 @@ def train(config_path, model, data_root, category, layout, image_size, channels,
 @click.option("--output", type=click.Path(path_type=Path), help="Folder for metrics.json and scores.csv (default RUN/test).")
 @click.option("--device", default="auto")
 @click.option("--batch-size", type=int, default=32)
-def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, device, batch_size) -> None:
+@click.option("--report", type=click.Path(path_type=Path), help="Also write an HTML report (DIR/report.html, plots, panels).")
+def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, device, batch_size, report) -> None:
     """Evaluate on the test split. Example: grdnet test runs/mtd/best.pt"""
     from grdnet.data import index_dataset
     from grdnet.evaluation import evaluate_samples
@@ -170,6 +175,11 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     _write_records(result.records, out_dir / "scores.csv")
     print_metrics(result.metrics)
     console.print(f"metrics written to {out_dir / 'metrics.json'}")
+    if report:
+        from grdnet.reports import write_report
+
+        page = write_report(result, report, predictor.cfg, predictor.threshold, checkpoint)
+        console.print(f"report written to {page}")
 
 
 def _write_records(records: list[dict[str, Any]], path: Path) -> None:
@@ -189,13 +199,26 @@ def _write_records(records: list[dict[str, Any]], path: Path) -> None:
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--overlays/--no-overlays", default=True, show_default=True, help="Write heatmap overlays as PNG.")
 @click.option("--device", default="auto")
-def predict(checkpoint, images, output, batch_size, overlays, device) -> None:
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
+              help="torch for checkpoints, onnxruntime for files from grdnet export (default: from the suffix).")
+@click.option("--json", "json_output", is_flag=True, help="Also write predictions.json (score, decision, regions).")
+@click.option("--record", "record_url", help="Also log every result to this database URL, e.g. sqlite:///inspections.db.")
+def predict(checkpoint, images, output, batch_size, overlays, device, backend, json_output, record_url) -> None:
     """Score a folder (or one image). Example: grdnet predict runs/mtd/best.pt new_images/ --output out/"""
-    from grdnet.inference import Predictor
+    if (backend or ("onnxruntime" if Path(checkpoint).suffix == ".onnx" else "torch")) == "onnxruntime":
+        from grdnet.onnx_predictor import OnnxPredictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays)
+        predictor = OnnxPredictor(checkpoint)
+    else:
+        from grdnet.inference import Predictor
+
+        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays, json_output=json_output)
     console.print(f"scores written to {csv_path}" + (f", overlays in {output / 'overlays'}" if overlays else ""))
+    if record_url:
+        from grdnet.records import record_predictions
+
+        console.print(f"{record_predictions(csv_path, record_url, predictor, checkpoint)} inspections recorded in {record_url}")
 
 
 # --------------------------------------------------------------------------- demo
@@ -213,6 +236,17 @@ def demo(output, epochs, device, seed, quiet) -> None:
     print_metrics(metrics, title="grdnet demo — built-in dataset, test split, inside the ROI")
     console.print(f"run folder: {output}")
 
+
+# --------------------------------------------------------------------------- commands defined elsewhere
+# (one line each; the modules import only what they need when run)
+from grdnet.export import export_command  # noqa: E402
+
+main.add_command(export_command)
+from grdnet.records import history  # noqa: E402
+from grdnet.service import serve  # noqa: E402
+
+main.add_command(history)
+main.add_command(serve)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -155,6 +155,23 @@ class ScoringConfig(_Section):
         return value
 
 
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "grdnet": {},
+    "ganomaly": {"train.lr": 2e-4, "train.epochs": 15, "model.latent_dim": 100, "model.max_width": 2048,
+                 "loss.w_ssim": 0.0, "synthesis.rotation_degrees": 0.0},
+    "kdgan": {"synthesis.rotation_degrees": 0, "train.lr": 2e-4, "model.latent_dim": 100},
+    # DRAEM: widths 128 / 64 (capped at 512: ≈ 87 M parameters, DRAEM ≈ 97 M), 5-level U-Net,
+    # Adam(0.9, 0.999) 1e-4, 700 epochs (MultiStepLR in its recipe), β ~ U(0, 0.8), no rotation. Paper textures: --texture folder
+    # --texture-dir ../shared/data/dtd/images (the default stays "random" so no folder is required).
+    "draem": {"model.base_width": 128, "model.segmenter_width": 64,
+              "model.segmenter_levels": 5, "train.epochs": 700, "train.lr": 1e-4, "train.betas": (0.9, 0.999),
+              "synthesis.beta": (0.0, 0.8), "synthesis.rotation_degrees": 0.0},
+    # VT-ADL: base_width = transformer embedding dim; patch_size / depth / heads / components in model.extra.
+    "vtadl": {"model.base_width": 512, "train.betas": (0.9, 0.999), "synthesis.rotation_degrees": 0.0},
+}
+"""Per-method defaults (dotted keys) that differ from GRD-Net's, e.g. DRAEM's widths and schedule."""
+
+
 class RunConfig(_Section):
     """Everything a run needs; stored resolved beside its checkpoints."""
 
@@ -202,7 +219,21 @@ class RunConfig(_Section):
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, …)")
-        return cls.from_dict(data, source=str(path))
+        name = (data.get("model") or {}).get("name", "grdnet") if isinstance(data.get("model"), (dict, type(None))) else "grdnet"
+        return cls.for_model(name, data, source=str(path))
+
+    @classmethod
+    def for_model(cls, name: str, data: dict[str, Any] | None = None, source: str = "configuration") -> "RunConfig":
+        """Defaults of method `name` (METHOD_DEFAULTS), with the sections in `data` laid over them."""
+        if name not in METHOD_DEFAULTS:
+            raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(METHOD_DEFAULTS)}")
+        base = cls().updated({"model.name": name, **METHOD_DEFAULTS[name]}).to_dict()
+        for section, values in (data or {}).items():
+            if section in base and isinstance(values, dict):
+                base[section].update(values)
+            else:
+                base[section] = values
+        return cls.from_dict(base, source=source)
 
     def updated(self, overrides: dict[str, Any]) -> "RunConfig":
         """A copy with dotted-key overrides applied, e.g. {'train.epochs': 10}; None values are ignored."""

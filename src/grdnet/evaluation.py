@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from grdnet.data import ImageDataset, Sample
 from grdnet.inference import Predictor
-from grdnet.metrics import effective_labels, evaluate
+from grdnet.metrics import effective_labels, evaluate, image_auroc
 
 
 @dataclass
@@ -36,9 +36,12 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
     dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     images, scores, maps, masks, rois = [], [], [], [], []
+    extra: dict[str, list[np.ndarray]] = {}
     for batch in loader:
         pred = predictor.predict(batch["image"])
         scores.append(pred.score)
+        for name, values in pred.extra_scores.items():
+            extra.setdefault(name, []).append(values)
         maps.append(pred.smoothed_map)
         masks.append(batch["mask"][:, 0].numpy())
         rois.append(batch["roi"][:, 0].numpy())
@@ -51,6 +54,8 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
     defect_types = [s.defect_type for s in samples]
     metrics = evaluate(score, labels, smoothed, mask, roi, threshold=predictor.threshold, defect_types=defect_types)
     counted = effective_labels(labels, mask, roi)
+    for name, values in extra.items():
+        metrics[f"image_AUROC_{name}"] = image_auroc(np.concatenate(values), counted)
     records = [
         {
             "path": str(s.image),

@@ -6,35 +6,20 @@ self-contained (config and threshold inside) and is read with `weights_only=True
 
 from __future__ import annotations
 
-import csv
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from grdnet.config import RunConfig
-from grdnet.data import IMAGE_EXTENSIONS, read_image
-from grdnet.errors import DataError
+from grdnet.data import read_image
 from grdnet.models import build_model
+from grdnet.predictions_io import Prediction, list_images, write_predictions
 from grdnet.runtime import autocast, resolve_device, uses_bf16
-from grdnet.scoring import regions
 from grdnet.training.checkpoint import load_checkpoint
-from grdnet.visualize import overlay
-
-
-@dataclass
-class Prediction:
-    """Per-batch results as NumPy arrays: maps (B,H,W) in [0,1], `score` (B,), `decision` (B,) True = defect."""
-
-    anomaly_map: np.ndarray
-    smoothed_map: np.ndarray
-    score: np.ndarray
-    decision: np.ndarray
 
 
 class Predictor:
@@ -114,6 +99,7 @@ class Predictor:
             smoothed_map=out["smoothed_map"].float().cpu().numpy()[:, 0],
             score=score,
             decision=score >= self.threshold,
+            extra_scores={k[len("score_"):]: v.float().cpu().numpy() for k, v in out.items() if k.startswith("score_")},
         )
 
     def load_files(self, paths: Sequence[Path], workers: int = 8) -> torch.Tensor:
@@ -138,49 +124,12 @@ class Predictor:
                     pending = prefetch.submit(self.load_files, chunks[i + 1])
                 yield chunk, images, self.predict(images)
 
-    def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True) -> Path:
-        """Predict every image under `folder` (recursively); write `scores.csv` (+ `overlays/*.png`).
-
-        CSV columns: path, score, decision (defect / ok), threshold, regions (JSON list of
-        {bbox [x0,y0,x1,y1], area, peak} at the model's resolution). Returns the CSV path.
-        """
-        import json
-
+    def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
+                       json_output: bool = False) -> Path:
+        """Predict every image under `folder` (recursively); write `scores.csv` (+ `overlays/*.png`,
+        + `predictions.json`), see `grdnet.predictions_io.write_predictions`. Returns the CSV path."""
         paths = list_images(folder)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if overlays:
-            (output_dir / "overlays").mkdir(exist_ok=True)
-        csv_path = output_dir / "scores.csv"
-        with csv_path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "score", "decision", "threshold", "regions"])
-            for chunk, images, pred in self.predict_files(paths, batch_size):
-                for j, path in enumerate(chunk):
-                    found = regions(pred.smoothed_map[j], self.threshold) if np.isfinite(self.threshold) else []
-                    writer.writerow([str(path), f"{pred.score[j]:.6f}", "defect" if pred.decision[j] else "ok",
-                                     f"{self.threshold:.6f}", json.dumps(found)])
-                    if overlays:
-                        name = _flat_name(path, folder)
-                        Image.fromarray(overlay(images[j].numpy(), pred.smoothed_map[j])).save(output_dir / "overlays" / name)
-        return csv_path
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursive, sorted); DataError when there are none."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such file or folder; pass an image file or a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-    if not paths:
-        raise DataError(f"{folder}: contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point to a folder of images")
-    return paths
-
-
-def _flat_name(path: Path, root: Path) -> str:
-    relative = path.relative_to(root) if root.is_dir() else Path(path.name)
-    return "__".join(relative.with_suffix("").parts) + ".png"
+        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays, json_output)
 
 
 def _is_batch(array: np.ndarray) -> bool:

@@ -146,12 +146,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap)
         self.recipe = build_recipe(self.model, cfg, context)
-        self.schedulers = {
-            name: torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="min", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience
-            )
-            for name, opt in self.recipe.optimizers.items()
-        }
+        self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
         self.train_data = load_tensors(self.index.train, cfg)
         self.known = load_tensors(self.index.known_defects, cfg, with_masks=True) if self.index.known_defects else None
         validation_images = load_tensors(self.index.validation, cfg)["image"]
@@ -324,7 +319,10 @@ class Trainer:
                 means = {k: v / steps for k, v in self._reduce(totals).items()}
                 self._check_finite(means, epoch, steps - 1)
                 for scheduler in self.schedulers.values():
-                    scheduler.step(self.recipe.monitor(means))
+                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        scheduler.step(self.recipe.monitor(means))
+                    else:
+                        scheduler.step()
                 epoch_seconds = time.perf_counter() - epoch_start
                 record: dict[str, Any] = {
                     "epoch": epoch + 1,
@@ -405,3 +403,6 @@ class Trainer:
             {k: v for k, v in record.items() if k.startswith(("loss_", "val_score"))}
         ) + f" {record['images_per_s']} img/s"
         self.console.log(line)
+        from grdnet.reports.plots import plot_training_curves  # lazy: matplotlib only once training runs
+
+        plot_training_curves(self.history, self.run_dir / "training_curves.png")

@@ -59,6 +59,13 @@ class Recipe:
         train = self.cfg.train
         return torch.optim.Adam(module.parameters(), lr=train.lr, betas=train.betas)
 
+    def make_scheduler(self, name: str, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+        """Reduce-on-plateau ×e^−0.1 after `plateau_patience` epochs (SPEC.md §3); stepped once per epoch."""
+        train = self.cfg.train
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=train.plateau_factor, patience=train.plateau_patience
+        )
+
     def monitor(self, epoch_means: dict[str, float]) -> float:
         """Quantity for the reduce-on-plateau schedulers (lower is better)."""
         return epoch_means[self.monitored]
