@@ -35,8 +35,12 @@ def ssim_term(x: Tensor, x_hat: Tensor, window: int = 11) -> Tensor:
 
 
 def contextual_loss(x: Tensor, x_hat: Tensor, w_l1: float = 1.0, w_ssim: float = 1.0, window: int = 11) -> Tensor:
-    """L_con = w_l1 · mean |x − x̂| + w_ssim · (1 − SSIM(x, x̂)); x, x̂ (B, C, H, W) in [0, 1]."""
-    return w_l1 * F.l1_loss(x_hat.float(), x.float()) + w_ssim * ssim_term(x, x_hat, window)
+    """L_con = w_l1 · mean |x − x̂| + w_ssim · (1 − SSIM(x, x̂)); x, x̂ (B, C, H, W) in [0, 1].
+
+    The SSIM term is skipped when w_ssim is 0 (GANomaly's plain L1).
+    """
+    l1 = w_l1 * F.l1_loss(x_hat.float(), x.float())
+    return l1 + w_ssim * ssim_term(x, x_hat, window) if w_ssim else l1
 
 
 def generator_loss(
@@ -115,3 +119,60 @@ def discriminator_loss(
         extra = extra_fake_logits.float()
         loss = loss + gamma * F.binary_cross_entropy_with_logits(extra, torch.zeros_like(extra))
     return loss
+
+
+def kdgan_generator_loss(
+    fake_logits: Tensor, f_real: Tensor, f_fake: Tensor, w_fm: float = 1.0
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Unconditional GAN generator loss: non-saturating BCE(D(G(z)) → real) + w_fm · feature matching of the
+    batch-mean discriminator features, ‖E f(x) − E f(G(z))‖² (Salimans et al. 2016; x and G(z) are unpaired).
+
+    fake_logits (B,); f_real (detached) / f_fake (B, F, h, w). Returns (total, detached parts `ns`, `fm`).
+    """
+    fake_logits = fake_logits.float()
+    parts = {
+        "ns": F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits)),
+        "fm": feature_matching_loss(f_real.float().mean(dim=0), f_fake.float().mean(dim=0)),
+    }
+    total = parts["ns"] + w_fm * parts["fm"]
+    return total, {name: value.detach() for name, value in parts.items()}
+
+
+def draem_loss(
+    clean: Tensor,
+    reconstruction: Tensor,
+    anomaly_map: Tensor,
+    mask: Tensor,
+    roi: Tensor | None = None,
+    cfg: LossConfig | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """DRAEM: mean (x − x̂)² + (1 − SSIM(x, x̂)) + focal(A, M) (ROI as in `segmentation_loss`, γ / α from `cfg`).
+
+    clean / reconstruction (B, C, H, W) in [0, 1]; anomaly_map / mask / roi (B', 1, H, W) — B' ≥ B when
+    images without a clean target (known defects) are segmented too. Returns (total, detached parts
+    `l2`, `ssim`, `seg`).
+    """
+    cfg = cfg or LossConfig()
+    parts = {
+        "l2": F.mse_loss(reconstruction.float(), clean.float()),
+        "ssim": ssim_term(clean, reconstruction, cfg.ssim_window),
+        "seg": segmentation_loss(anomaly_map, mask, roi, cfg.roi_on, cfg.focal_gamma, cfg.focal_alpha),
+    }
+    return sum(parts.values()), {name: value.detach() for name, value in parts.items()}
+
+
+def vtadl_loss(
+    x: Tensor, x_hat: Tensor, patch_nll: Tensor, w_mse: float = 5.0, w_ssim: float = 0.5, window: int = 11
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """VT-ADL: w_mse · mean (x − x̂)² + w_ssim · (1 − SSIM) + mean per-patch mixture NLL (B, N).
+
+    (1 − SSIM) differs from the paper's −SSIM by a constant only. Returns (total, detached parts
+    `mse`, `ssim`, `nll`).
+    """
+    parts = {
+        "mse": F.mse_loss(x_hat.float(), x.float()),
+        "ssim": ssim_term(x, x_hat, window),
+        "nll": patch_nll.float().mean(),
+    }
+    total = w_mse * parts["mse"] + w_ssim * parts["ssim"] + parts["nll"]
+    return total, {name: value.detach() for name, value in parts.items()}

@@ -108,9 +108,17 @@ def test_build_model_from_config():
     assert z.shape == (2, 16)
 
 
+def test_every_configurable_model_name_is_registered():
+    from typing import get_args
+
+    from grdnet.config import METHOD_DEFAULTS, ModelConfig
+    from grdnet.models import IMPLEMENTED
+
+    names = set(get_args(ModelConfig.model_fields["name"].annotation))
+    assert names == set(IMPLEMENTED) == set(METHOD_DEFAULTS)
+
+
 def test_build_model_errors():
-    with pytest.raises(ConfigError, match="'draem' is not implemented yet"):
-        build_model(RunConfig.from_dict({"model": {"name": "draem"}}))
     with pytest.raises(ConfigError, match="model.extra"):
         build_model(RunConfig.from_dict({"model": {"extra": {"dropout": 0.1}}}))
     with pytest.raises(ConfigError, match="model.extra.norm"):

@@ -15,14 +15,24 @@ from grdnet.models.blocks import (
     init_weights,
     make_norm,
 )
+from grdnet.models.draem import DRAEM
+from grdnet.models.ganomaly import GANomaly, GanomalyDiscriminator, GanomalyGenerator
 from grdnet.models.grdnet import Discriminator, Generator, GRDNet, Segmenter
+from grdnet.models.kdgan import KDGAN
+from grdnet.models.vtadl import VTADL
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
 __all__ = [
+    "DRAEM",
+    "VTADL",
     "Discriminator",
+    "GANomaly",
     "GRDNet",
+    "GanomalyDiscriminator",
+    "GanomalyGenerator",
+    "KDGAN",
     "Generator",
     "PreActResidualBlock",
     "ResidualDecoder",
@@ -34,14 +44,15 @@ __all__ = [
     "make_norm",
 ]
 
-IMPLEMENTED = {"grdnet": GRDNet.from_config}
+IMPLEMENTED = {
+    "grdnet": GRDNet.from_config,
+    "ganomaly": GANomaly.from_config,
+    "draem": DRAEM.from_config,
+    "kdgan": KDGAN.from_config,
+    "vtadl": VTADL.from_config,
+}
 
 
 def build_model(cfg: RunConfig) -> nn.Module:
     """The model named by `cfg.model.name`, built from the run configuration."""
-    name = cfg.model.name
-    if name not in IMPLEMENTED:
-        raise ConfigError(
-            f"model.name: '{name}' is not implemented yet; available: {', '.join(sorted(IMPLEMENTED))}"
-        )
-    return IMPLEMENTED[name](cfg)
+    return IMPLEMENTED[cfg.model.name](cfg)

@@ -1,0 +1,96 @@
+"""DRAEM (Zavrtanik et al. 2021, SPEC.md §4): reconstructive autoencoder + discriminative U-Net.
+
+The reconstructive sub-network maps an (augmented) image to an anomaly-free reconstruction; the
+discriminative U-Net sees concat(image, reconstruction) (2C channels) and outputs the anomaly map.
+Both are built from the shared blocks: a 4-stage residual encoder / decoder (one residual block per
+stage, the depth of DRAEM's plain conv blocks; widths base·2^k capped at `max_width`, bottleneck at 1/16
+resolution) and `UNet`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor, nn
+
+from grdnet.errors import ConfigError
+from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights
+from grdnet.scoring import image_score, smooth_map
+
+if TYPE_CHECKING:
+    from grdnet.config import RunConfig
+
+NUM_STAGES = 4
+"""Reconstructive encoder stages: bottleneck at 1/16 resolution, as in DRAEM."""
+EXTRA_OPTIONS = {"norm"}
+"""`model.extra` keys DRAEM reads: `norm` = "group" (default) | "batch" (the original) | "instance"."""
+
+
+class DRAEM(nn.Module):
+    """`reconstructive` (x → x̂ ∈ [0, 1]) and `discriminative` (U-Net on concat(x, x̂) → A ∈ [0, 1])."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_width: int = 128,
+        max_width: int = 512,
+        upsample: Literal["transpose", "resize"] = "transpose",
+        segmenter_width: int = 64,
+        segmenter_levels: int = 5,
+        segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid",
+        smoothing_kernel: int = 21,
+        norm: NormKind = "group",
+    ) -> None:
+        super().__init__()
+        self.smoothing_kernel = smoothing_kernel
+        encoder = ResidualEncoder(in_channels, base_width, max_width, NUM_STAGES, blocks_per_stage=1, norm=norm)
+        decoder = ResidualDecoder(
+            encoder.out_channels, in_channels, base_width, max_width, NUM_STAGES,
+            blocks_per_stage=1, upsample=upsample, norm=norm,
+        )  # fmt: skip
+        self.reconstructive = nn.Sequential(encoder, decoder)
+        self.discriminative = UNet(2 * in_channels, 1, segmenter_width, segmenter_levels, segmenter_output, norm=norm)
+        self.apply(init_weights)
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> DRAEM:
+        """Build from a `RunConfig` (data.channels, model.*, scoring.smoothing_kernel)."""
+        model = cfg.model
+        unknown = sorted(set(model.extra) - EXTRA_OPTIONS)
+        if unknown:
+            raise ConfigError(f"model.extra: unknown option(s) {unknown} for draem; supported: {sorted(EXTRA_OPTIONS)}")
+        norm = model.extra.get("norm", "group")
+        if norm not in ("batch", "group", "instance"):
+            raise ConfigError(f"model.extra.norm: unknown value {norm!r}; use 'group', 'batch' or 'instance'")
+        multiple = max(2**NUM_STAGES, 2**model.segmenter_levels)
+        if any(side % multiple for side in cfg.data.image_size):
+            raise ConfigError(
+                f"data.image_size: {tuple(cfg.data.image_size)} is not divisible by {multiple} "
+                f"(DRAEM with segmenter_levels={model.segmenter_levels}); use multiples of {multiple} or fewer levels"
+            )
+        return cls(
+            in_channels=cfg.data.channels,
+            base_width=model.base_width,
+            max_width=model.max_width,
+            upsample=model.upsample,
+            segmenter_width=model.segmenter_width,
+            segmenter_levels=model.segmenter_levels,
+            segmenter_output=model.segmenter_output,
+            smoothing_kernel=cfg.scoring.smoothing_kernel,
+            norm=norm,
+        )
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], anomaly_map and smoothed_map
+        (B, 1, H, W) in [0, 1], score (B,) = max of the smoothed map. Differentiable end to end (training
+        uses the same pass on augmented images)."""
+        reconstruction = self.reconstructive(x)
+        anomaly_map = self.discriminative(torch.cat([x, reconstruction], dim=1))
+        smoothed = smooth_map(anomaly_map, self.smoothing_kernel)
+        return {
+            "reconstruction": reconstruction,
+            "anomaly_map": anomaly_map,
+            "smoothed_map": smoothed,
+            "score": image_score(smoothed),
+        }

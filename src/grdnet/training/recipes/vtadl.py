@@ -1,0 +1,33 @@
+"""VT-ADL training logic (SPEC.md §4): one Adam over the whole model, on clean images only.
+
+Loss 5·MSE + 0.5·(1 − SSIM) + mean per-patch mixture NLL (the mixture sees detached embeddings, see
+`grdnet.models.vtadl`). After each step the running NLL statistics that standardise the anomaly map are
+updated from the batch. No synthetic anomalies; known defect images, if given, are not used.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from grdnet import losses
+from grdnet.synthesis import random_rotate
+from grdnet.training.recipes.base import Recipe
+
+
+class VTADLRecipe(Recipe):
+    """A single Adam optimiser (`vtadl`); the plateau scheduler watches the epoch-mean total loss."""
+
+    monitored = "loss"
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"vtadl": self.model}
+
+    def training_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images, _ = random_rotate(batch["image"], batch["roi"], self.cfg.synthesis.rotation_degrees, generator)
+        with self.autocast():
+            out = self.parts_wrapped["vtadl"](images)
+            loss, parts = losses.vtadl_loss(images, out["reconstruction"], out["patch_nll"], window=self.cfg.loss.ssim_window)
+        self.step(self.optimizers["vtadl"], loss)
+        self.model.update_nll_stats(out["patch_nll"])
+        return {"loss": loss.detach(), **parts}

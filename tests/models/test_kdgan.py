@@ -1,0 +1,116 @@
+"""kdgan: shapes and ranges, latent search (untouched weights, lower loss, deterministic), training, checkpoints."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from grdnet.config import RunConfig
+from grdnet.data import index_dataset
+from grdnet.errors import ConfigError
+from grdnet.inference import Predictor
+from grdnet.models import KDGAN, build_model
+from grdnet.scoring import smooth_map
+from grdnet.training import Trainer
+
+TINY_MODEL = {"base_width": 8, "max_width": 16, "latent_dim": 16, "extra": {"search_steps": 5}}
+
+
+def kdgan_config(make_config, name="kdgan", **train) -> RunConfig:
+    """The tiny test configuration with kdgan's defaults and narrow widths."""
+    base = make_config(name, **train).to_dict()
+    return RunConfig.for_model("kdgan", {**base, "model": TINY_MODEL, "loss": {}, "synthesis": {}})
+
+
+def small_index(cfg: RunConfig, n_train: int = 32, n_val: int = 4):
+    """The built-in data set's index with fewer training and validation images (fast runs)."""
+    index = index_dataset(cfg.data)
+    return dataclasses.replace(index, train=index.train[:n_train], validation=index.validation[:n_val])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_ranges_and_weights_untouched(channels):
+    torch.manual_seed(0)
+    model = KDGAN(channels, (64, 96), base_width=4, max_width=16, latent_dim=8, search_steps=3, smoothing_kernel=7)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, channels, 64, 96)
+    with torch.no_grad():
+        out = model(x)
+    assert out["reconstruction"].shape == x.shape
+    assert out["anomaly_map"].shape == out["smoothed_map"].shape == (2, 1, 64, 96)
+    for key in ("reconstruction", "anomaly_map", "smoothed_map"):
+        assert 0 <= out[key].min() and out[key].max() <= 1, key
+    assert out["score"].shape == (2,) and torch.all(torch.isfinite(out["score"])) and torch.all(out["score"] >= 0)
+    torch.testing.assert_close(out["anomaly_map"], (x - out["reconstruction"]).abs().mean(dim=1, keepdim=True))
+    torch.testing.assert_close(out["smoothed_map"], smooth_map(out["anomaly_map"], 7))
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[name], msg=name)
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+def test_config_defaults_and_options(make_config):
+    cfg = kdgan_config(make_config)
+    model = build_model(cfg)
+    assert isinstance(model, KDGAN) and model.search_steps == 5 and model.search_lambda == 0.1
+    defaults = RunConfig.for_model("kdgan")
+    assert defaults.synthesis.rotation_degrees == 0 and defaults.train.lr == 2e-4
+    assert build_model(defaults.updated({"data.image_size": (64, 64)})).search_steps == 100
+    with pytest.raises(ConfigError, match="search_step"):
+        build_model(cfg.updated({"model.extra": {"search_step": 3}}))
+    with pytest.raises(ConfigError, match="search_lambda"):
+        build_model(cfg.updated({"model.extra": {"search_lambda": 2.0}}))
+
+
+@pytest.fixture(scope="module")
+def trained(builtin_category, tmp_path_factory):
+    """A tiny kdgan trained for 2 short epochs: (config, training result)."""
+    from support import tiny_config
+
+    base = tiny_config(builtin_category, tmp_path_factory.mktemp("kdgan") / "run").to_dict()
+    cfg = RunConfig.for_model("kdgan", {**base, "model": TINY_MODEL, "loss": {}, "synthesis": {}})
+    result = Trainer(cfg, show_progress=False, index=small_index(cfg)).fit()
+    return cfg, result
+
+
+def test_short_run_lowers_the_discriminator_loss(trained):
+    _, result = trained
+    first, last = result.history[0], result.history[-1]
+    assert last["loss_d"] < first["loss_d"]
+    assert all(key in first for key in ("loss_g", "loss_ns", "loss_fm", "val_score", "threshold"))
+
+
+def test_latent_search_lowers_its_loss_and_is_deterministic(trained):
+    cfg, result = trained
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
+    model = predictor.model
+    x = index_images(cfg, 2)
+    with torch.no_grad():
+        found = model.search(x, steps=8)
+        again, repeat, single = model(x), model(x), model(x[1:2])
+    assert found["history"].shape == (8,)
+    assert found["loss"].mean() < found["history"][0]
+    torch.testing.assert_close(again["score"], repeat["score"])
+    torch.testing.assert_close(single["score"], again["score"][1:2], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_round_trip_through_predictor(trained):
+    cfg, result = trained
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
+    assert isinstance(predictor.model, KDGAN) and predictor.model.search_steps == 5
+    fresh = build_model(cfg).eval()
+    fresh.load_state_dict(torch.load(result.best_checkpoint, weights_only=True)["model"])
+    x = index_images(cfg, 2)
+    prediction = predictor.predict(x)
+    with torch.no_grad():
+        expected = fresh(x)
+    assert prediction.anomaly_map.shape == (2, 64, 64)
+    assert prediction.score == pytest.approx(expected["score"].numpy(), rel=1e-5, abs=1e-6)
+    assert prediction.decision.dtype == bool and predictor.threshold == pytest.approx(result.threshold)
+
+
+def index_images(cfg: RunConfig, count: int) -> torch.Tensor:
+    """The first `count` test images as a (count, C, H, W) batch."""
+    from grdnet.training.trainer import load_tensors
+
+    return load_tensors(index_dataset(cfg.data).test[:count], cfg)["image"]
