@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+from grdnet.predictions_io import find_regions
 
 
 def smooth_map(maps: torch.Tensor, kernel: int = 21) -> torch.Tensor:
@@ -55,25 +54,4 @@ def regions(
     Each region is `{"bbox": [x0, y0, x1, y1], "area": pixels, "peak": max score}` with inclusive pixel
     coordinates; regions are sorted by peak, highest first. Values are plain Python numbers.
     """
-    scores = _as_2d(smoothed_map)
-    above = scores >= threshold
-    if roi is not None:
-        roi_2d = _as_2d(roi)
-        if roi_2d.shape != scores.shape:
-            raise ValueError(f"ROI shape {roi_2d.shape} does not match map shape {scores.shape}")
-        above &= roi_2d > 0.5
-    labelled, count = ndimage.label(above, structure=_EIGHT_CONNECTED)
-    if count == 0:
-        return []
-    index = np.arange(1, count + 1)
-    areas = np.bincount(labelled.ravel(), minlength=count + 1)[1:]
-    peaks = ndimage.maximum(scores, labelled, index)
-    found = [
-        {
-            "bbox": [int(box[1].start), int(box[0].start), int(box[1].stop - 1), int(box[0].stop - 1)],
-            "area": int(area),
-            "peak": float(peak),
-        }
-        for box, area, peak in zip(ndimage.find_objects(labelled), areas, peaks)
-    ]
-    return sorted(found, key=lambda region: region["peak"], reverse=True)
+    return find_regions(_as_2d(smoothed_map), threshold, None if roi is None else _as_2d(roi))

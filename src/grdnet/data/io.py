@@ -15,12 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from grdnet.errors import DataError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-"""File extensions treated as images (compared case-insensitively)."""
-
-_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
+from grdnet.pixels import IMAGE_EXTENSIONS, decode_pixels, to_channels
 
 
 class UnreadableImageError(DataError):
@@ -58,19 +53,7 @@ def probe_image(path: Path, decode: bool = True) -> tuple[int, int]:
 def _pixels(path: Path) -> np.ndarray:
     """Decoded pixels as float32 in [0, 1], shape (H, W) for gray modes or (H, W, 3) for colour ones."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in _SIXTEEN_BIT_MODES or mode == "I":
-                return np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)
-            if mode == "F":
-                return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-            if mode == "1":
-                return np.asarray(img, dtype=np.float32)
-            if mode in ("L", "LA", "La"):
-                return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-            # RGB, RGBA (alpha dropped), palette, CMYK, YCbCr, ...
-            return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        return decode_pixels(path)
     except Exception as error:
         raise _unreadable(path, error) from None
 
@@ -98,15 +81,7 @@ def read_image(path: Path, channels: int, size: tuple[int, int] | None = None) -
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    pixels = _pixels(path)
-    if pixels.ndim == 2:
-        image = torch.from_numpy(np.ascontiguousarray(pixels))[None]
-        if channels == 3:
-            image = image.expand(3, -1, -1).contiguous()
-    elif channels == 1:
-        image = torch.from_numpy(np.ascontiguousarray(pixels @ _LUMA))[None]
-    else:
-        image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    image = torch.from_numpy(np.ascontiguousarray(to_channels(_pixels(path), channels)))
     return image if size is None else resize_image(image, size)
 
 

@@ -177,7 +177,7 @@ class Trainer:
             "rng": {"synthesis": generator.get_state(), "torch": torch.get_rng_state()},
             "history": self.history,
             "best": self.best,
-            "threshold": self.best.get("threshold", float("nan")),
+            "threshold": self.threshold,
             "versions": versions(),
             "seed": self.cfg.train.seed,
         }
@@ -193,6 +193,7 @@ class Trainer:
             raise CheckpointError(f"{self.run_dir / 'last.pt'}: does not match this model ({error})") from None
         torch.set_rng_state(state["rng"]["torch"])
         self.history = list(state["history"])
+        self.threshold = float(state["threshold"])
         self.best = dict(state["best"])
         # Mid-epoch: continue that epoch's synthesis stream; at an epoch boundary a fresh one is derived.
         synthesis_state = state["rng"]["synthesis"] if state["step"] > 0 else None
@@ -269,6 +270,7 @@ class Trainer:
         self._build()
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {}
+        self.threshold = float("nan")  # from the latest validation; stored in every checkpoint after it
         start_epoch, start_step, synth_state, sums = 0, 0, None, {}
         if self.resume_state is not None:
             start_epoch, start_step, synth_state, sums = self._restore(self.resume_state)
@@ -336,6 +338,7 @@ class Trainer:
                 out_of_time = cfg.train.max_minutes is not None and elapsed_min >= cfg.train.max_minutes
                 if (epoch + 1) % cfg.train.val_every == 0 or is_last or out_of_time:
                     record.update(self.validator.run(self.model))
+                    self.threshold = record["threshold"]
                     if not self.best or record["val_score"] >= self.best["val_score"] or not math.isfinite(self.best["val_score"]):
                         self.best = {"epoch": epoch + 1, "val_score": record["val_score"], "threshold": record["threshold"]}
                         if self.dist.is_main:

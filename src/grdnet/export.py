@@ -1,0 +1,207 @@
+"""Export a checkpoint's inference forward (maps, smoothing and score inside the graph) to ONNX.
+
+The file carries its own metadata (`metadata_props`, keys `grdnet.*`: resolved config, threshold, input
+size, channels, version, checkpoint SHA-256), so `grdnet.onnx_predictor.OnnxPredictor` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import click
+
+import grdnet
+from grdnet.errors import ConfigError, GrdnetError
+
+if TYPE_CHECKING:  # torch is imported when exporting, so registering the command stays cheap
+    import torch
+    from torch import nn
+
+    from grdnet.config import RunConfig
+
+OUTPUTS = ("anomaly_map", "smoothed_map", "score")
+DEFAULT_OPSET = 17
+PARITY_IMAGES = 4
+
+
+@dataclass
+class ExportResult:
+    """Where the file went and how it compares with PyTorch (max |Δ| per output, on `parity_inputs`)."""
+
+    path: Path
+    dynamic_size: bool
+    parity: dict[str, float]
+    parity_inputs: str
+
+
+def checkpoint_file(path: Path) -> Path:
+    """The file `load_checkpoint` reads for `path` (a run folder resolves to best.pt, else last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        return next((c for c in (path / "best.pt", path / "last.pt") if c.is_file()), path / "best.pt")
+    return path
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool = False,
+                opset: int = DEFAULT_OPSET, parity: bool = True) -> ExportResult:
+    """Export `checkpoint` (file or run folder) to ONNX with a dynamic batch axis (and H/W with `dynamic_size`).
+
+    Default output: the checkpoint path with suffix `.onnx`. With `parity`, ONNX Runtime is compared with
+    PyTorch on real images from the stored dataset (random inputs when it is not reachable).
+    """
+    import torch
+
+    from grdnet.config import RunConfig
+    from grdnet.models import build_model
+    from grdnet.onnx_predictor import FORMAT
+    from grdnet.training.checkpoint import load_checkpoint
+
+    source = checkpoint_file(checkpoint)
+    state = load_checkpoint(source)
+    cfg = RunConfig.from_dict(state["config"], source=f"{source} (stored config)")
+    model = build_model(cfg).eval()
+    model.load_state_dict(state["model"])
+    size = tuple(cfg.data.image_size)
+    example = torch.rand(2, cfg.data.channels, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        names = list(OUTPUTS) + sorted(k for k in model(example) if k.startswith("score_"))
+        if dynamic_size:
+            _check_other_size(model, cfg)
+    output = Path(output) if output else source.with_suffix(".onnx")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    axes = {"image": {0: "batch"}, **{name: {0: "batch"} for name in names}}
+    if dynamic_size:
+        for name in ("image", "anomaly_map", "smoothed_map"):
+            axes[name].update({2: "height", 3: "width"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected
+        torch.onnx.export(_inference_graph(model, names), (example,), str(output), input_names=["image"],
+                          output_names=names, dynamic_axes=axes, opset_version=opset, dynamo=False)
+    threshold = float(state.get("threshold", float("nan")))
+    _write_metadata(output, {
+        "format": FORMAT,
+        "config": json.dumps(cfg.to_dict()),
+        "threshold": repr(threshold),
+        "image_size": json.dumps(list(size)),
+        "channels": str(cfg.data.channels),
+        "dynamic_size": json.dumps(dynamic_size),
+        "outputs": json.dumps(names),
+        "version": grdnet.__version__,
+        "checkpoint_sha256": sha256(source),
+    })
+    result = ExportResult(output, dynamic_size, {}, "")
+    if parity:
+        inputs, result.parity_inputs = parity_inputs(cfg)
+        result.parity = compare(model, output, inputs)
+    return result
+
+
+def _inference_graph(model: nn.Module, names: list[str]) -> nn.Module:
+    """The model's forward as a tuple of the named outputs, in order (what the exporter traces)."""
+    from torch import nn
+
+    class InferenceGraph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model(x)
+            return tuple(out[name] for name in names)
+
+    return InferenceGraph()
+
+
+def _check_other_size(model: nn.Module, cfg: RunConfig) -> None:
+    import torch
+
+    height, width = cfg.data.image_size
+    try:
+        model(torch.rand(1, cfg.data.channels, height + 64, width + 64))
+    except Exception as error:
+        raise ConfigError(
+            f"--dynamic-size: model '{cfg.model.name}' (bottleneck {cfg.model.bottleneck}) only runs at "
+            f"{height}x{width} ({type(error).__name__}); export without --dynamic-size"
+        ) from None
+
+
+def _write_metadata(path: Path, values: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"grdnet.{key}", value
+    onnx.save(proto, str(path))
+
+
+def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Tensor, str]:
+    """Up to `count` images of the stored dataset (test split, else train) at model size, and a description."""
+    import torch
+
+    from grdnet.data import index_dataset, read_image
+
+    try:
+        index = index_dataset(cfg.data, check_images=False)
+        samples = (index.test or index.train)[:count]
+        if samples:
+            images = torch.stack([read_image(s.image, cfg.data.channels, tuple(cfg.data.image_size)) for s in samples])
+            return images, f"{len(samples)} images from {cfg.data.root}"
+        reason = "the dataset has no images"
+    except (GrdnetError, OSError) as error:
+        reason = str(error).split(";")[0]
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(count, cfg.data.channels, *cfg.data.image_size, generator=generator), f"random inputs ({reason})"
+
+
+def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str, float]:
+    """Max |Δ| between PyTorch (fp32, CPU) and ONNX Runtime for every output of the exported file."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, {"image": images.numpy().astype(np.float32)})))
+    with torch.no_grad():
+        expected = model.float().cpu()(images.float())
+    return {name: float(np.abs(got[name] - expected[name].numpy()).max()) for name in names}
+
+
+def describe(result: ExportResult) -> str:
+    """One-paragraph summary for the CLI."""
+    lines = [f"exported {result.path} (dynamic batch{', height and width' if result.dynamic_size else ''})"]
+    if result.parity:
+        deltas = ", ".join(f"{name} {value:.2e}" for name, value in result.parity.items())
+        worst = max(result.parity.values())
+        verdict = "ok" if math.isfinite(worst) and worst < 1e-4 else "CHECK: above 1e-4"
+        lines.append(f"parity vs PyTorch on {result.parity_inputs}: max |Δ| {deltas} ({verdict})")
+    return "\n".join(lines)
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), help="Output file (default: CHECKPOINT with suffix .onnx).")
+@click.option("--dynamic-size", is_flag=True, help="Also make height and width dynamic (models that allow it).")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset version.")
+@click.option("--no-parity", is_flag=True, help="Skip the ONNX Runtime vs PyTorch comparison.")
+def export_command(checkpoint, format_, output, dynamic_size, opset, no_parity) -> None:
+    """Export a checkpoint for deployment. Example: grdnet export runs/mtd/best.pt --format onnx"""
+    click.echo(describe(export_onnx(checkpoint, output, dynamic_size=dynamic_size, opset=opset, parity=not no_parity)))

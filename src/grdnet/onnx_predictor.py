@@ -1,0 +1,113 @@
+"""`OnnxPredictor`: runs a file written by `grdnet export` with ONNX Runtime — NumPy, Pillow, no torch.
+
+Threshold, input size and channels come from the file's `grdnet.*` metadata. Files are decoded with
+Pillow and resized with Pillow's bilinear filter, so scores of images that need resizing differ slightly
+(order 1e-3) from the PyTorch `Predictor`, which resizes with torch's antialiased bilinear; inputs
+already at the model's size give the same results within float32 precision.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from grdnet.errors import CheckpointError, DataError
+from grdnet.pixels import decode_pixels, resize_array, to_channels
+from grdnet.predictions_io import Prediction, list_images, write_predictions
+
+FORMAT = "grdnet-onnx-v1"
+
+
+class OnnxPredictor:
+    """Loads an exported ONNX file and its metadata; predicts on arrays, files or folders."""
+
+    def __init__(self, path: Path | str, providers: Sequence[str] | None = None, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: ONNX file not found; write one with grdnet export CHECKPOINT --format onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{path}: cannot be loaded by ONNX Runtime ({str(error).splitlines()[0]}); re-export it") from None
+        meta = {k[len("grdnet."):]: v for k, v in self.session.get_modelmeta().custom_metadata_map.items() if k.startswith("grdnet.")}
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not a grdnet export (no grdnet metadata); write one with grdnet export")
+        self.path = path
+        self.metadata = meta
+        self.config = json.loads(meta["config"])
+        self.threshold = float(meta["threshold"])
+        self.image_size: tuple[int, int] = tuple(json.loads(meta["image_size"]))
+        self.channels = int(meta["channels"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Arrays → (B,C,H,W) float32 in [0,1] at the model's size and channel count.
+
+        Accepts a (B,C,H,W) float batch, or arrays (H,W) / (H,W,C) of uint8, uint16 or float in [0,1].
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            batch = [image.astype(np.float32) for image in images]
+        else:
+            single = isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)))
+            batch = [_to_chw(a) for a in ([images] if single else list(images))]
+        prepared = []
+        for image in batch:
+            if image.shape[0] != self.channels:
+                image = image.mean(axis=0, keepdims=True) if self.channels == 1 else np.repeat(image[:1], 3, axis=0)
+            prepared.append(resize_array(image, self.image_size))
+        return np.clip(np.stack(prepared), 0.0, 1.0).astype(np.float32)
+
+    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Prediction:
+        """Predict one batch (see `prepare` for accepted inputs)."""
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": self.prepare(images)})))
+        score = out["score"].astype(np.float32)
+        return Prediction(
+            anomaly_map=out["anomaly_map"][:, 0],
+            smoothed_map=out["smoothed_map"][:, 0],
+            score=score,
+            decision=score >= self.threshold,
+            extra_scores={k[len("score_"):]: v for k, v in out.items() if k.startswith("score_")},
+        )
+
+    def load_files(self, paths: Sequence[Path], workers: int = 8) -> np.ndarray:
+        """Decode and resize image files in parallel threads → (N,C,H,W) float32."""
+        def load(path: Path) -> np.ndarray:
+            try:
+                pixels = decode_pixels(path)
+            except Exception as error:  # Pillow raises many types for corrupt files
+                raise DataError(f"{path}: cannot read image ({error or type(error).__name__}); replace or delete the file") from None
+            return resize_array(to_channels(pixels, self.channels), self.image_size)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return np.stack(list(pool.map(load, paths)))
+
+    def predict_files(self, paths: Sequence[Path], batch_size: int = 32) -> Iterator[tuple[list[Path], np.ndarray, Prediction]]:
+        """Yield (paths, images (B,C,H,W), Prediction) batch by batch."""
+        for start in range(0, len(paths), batch_size):
+            chunk = list(paths[start : start + batch_size])
+            images = self.load_files(chunk)
+            yield chunk, images, self.predict(images)
+
+    def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
+                       json_output: bool = False) -> Path:
+        """Same outputs as `Predictor.predict_folder` (`scores.csv`, overlays, `predictions.json`); returns the CSV path."""
+        paths = list_images(folder)
+        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays, json_output)
+
+
+def _to_chw(array: np.ndarray) -> np.ndarray:
+    """(H,W) / (H,W,C) uint8, uint16 or float array → (C,H,W) float32 in [0,1] (alpha dropped)."""
+    array = np.asarray(array)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
+    scaled = array.astype(np.float32) / scale
+    if scaled.ndim == 2:
+        scaled = scaled[..., None]
+    return np.ascontiguousarray(np.moveaxis(scaled[..., :3], -1, 0))

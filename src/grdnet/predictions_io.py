@@ -1,0 +1,131 @@
+"""Torch-free prediction outputs: defect regions, inspection records, `scores.csv`, `predictions.json`, overlays.
+
+Shared by the PyTorch `Predictor`, the ONNX Runtime `OnnxPredictor` and the HTTP service.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from grdnet.errors import DataError
+from grdnet.pixels import IMAGE_EXTENSIONS
+from grdnet.visualize import overlay
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class Prediction:
+    """Per-batch results as NumPy arrays: maps (B,H,W) in [0,1], `score` (B,), `decision` (B,) True = defect.
+
+    `extra_scores` holds a model's additional image scores (model outputs named `score_<name>`, e.g.
+    GANomaly's `d1`, `d2`, `d3`), each (B,).
+    """
+
+    anomaly_map: np.ndarray
+    smoothed_map: np.ndarray
+    score: np.ndarray
+    decision: np.ndarray
+    extra_scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def find_regions(scores: np.ndarray, threshold: float, roi: np.ndarray | None = None) -> list[dict]:
+    """Connected regions (8-connectivity) of `scores >= threshold` inside `roi`, for (H, W) arrays.
+
+    Each region is `{"bbox": [x0, y0, x1, y1], "area": pixels, "peak": max score}` with inclusive pixel
+    coordinates, sorted by peak (highest first); plain Python numbers.
+    """
+    above = scores >= threshold
+    if roi is not None:
+        if roi.shape != scores.shape:
+            raise ValueError(f"ROI shape {roi.shape} does not match map shape {scores.shape}")
+        above &= roi > 0.5
+    labelled, count = ndimage.label(above, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return []
+    areas = np.bincount(labelled.ravel(), minlength=count + 1)[1:]
+    peaks = ndimage.maximum(scores, labelled, np.arange(1, count + 1))
+    found = [
+        {
+            "bbox": [int(box[1].start), int(box[0].start), int(box[1].stop - 1), int(box[0].stop - 1)],
+            "area": int(area),
+            "peak": float(peak),
+        }
+        for box, area, peak in zip(ndimage.find_objects(labelled), areas, peaks)
+    ]
+    return sorted(found, key=lambda region: region["peak"], reverse=True)
+
+
+def inspection_record(path: str | Path, score: float, threshold: float, smoothed_map: np.ndarray,
+                      roi: np.ndarray | None = None) -> dict:
+    """One image's JSON-safe result: {path, score, decision ("defect" / "ok"), threshold, regions}.
+
+    `smoothed_map` and `roi` are (H, W) at the model's resolution; regions are found only with a finite
+    threshold (None in the record otherwise).
+    """
+    finite = math.isfinite(threshold)
+    return {
+        "path": str(path),
+        "score": float(score),
+        "decision": "defect" if finite and score >= threshold else "ok",
+        "threshold": float(threshold) if finite else None,
+        "regions": find_regions(np.asarray(smoothed_map), threshold, roi) if finite else [],
+    }
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursive, sorted), or `[folder]` for a file; DataError when there are none."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such file or folder; pass an image file or a folder of images")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not paths:
+        raise DataError(f"{folder}: contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point to a folder of images")
+    return paths
+
+
+def write_predictions(batches: Iterable[tuple[Sequence[Path], np.ndarray, Prediction]], folder: Path,
+                      output_dir: Path, threshold: float, overlays: bool = True, json_output: bool = False) -> Path:
+    """Write `scores.csv` (+ `overlays/*.png`, + `predictions.json`) from (paths, images (B,C,H,W), Prediction).
+
+    CSV columns: path, score, decision, threshold, regions (JSON list of {bbox, area, peak} at the model's
+    resolution); `predictions.json` is the list of `inspection_record`s. Returns the CSV path.
+    """
+    folder = Path(folder)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if overlays:
+        (output_dir / "overlays").mkdir(exist_ok=True)
+    records = []
+    csv_path = output_dir / "scores.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "score", "decision", "threshold", "regions"])
+        for paths, images, pred in batches:
+            for j, path in enumerate(paths):
+                record = inspection_record(path, pred.score[j], threshold, pred.smoothed_map[j])
+                writer.writerow([record["path"], f"{pred.score[j]:.6f}", record["decision"], f"{threshold:.6f}",
+                                 json.dumps(record["regions"])])
+                records.append(record)
+                if overlays:
+                    image = np.asarray(images[j])
+                    Image.fromarray(overlay(image, pred.smoothed_map[j])).save(output_dir / "overlays" / _flat_name(path, folder))
+    if json_output:
+        (output_dir / "predictions.json").write_text(json.dumps(records, indent=2))
+    return csv_path
+
+
+def _flat_name(path: Path, root: Path) -> str:
+    relative = Path(path).relative_to(root) if root.is_dir() else Path(Path(path).name)
+    return "__".join(relative.with_suffix("").parts) + ".png"

@@ -1,0 +1,218 @@
+"""Inspection records: one row per inspected image in a SQL table `inspections` (SQLite by default).
+
+Each `InspectionLog.add` call is one transaction, so a crash never leaves a half-written record and never
+loses a committed one (SQLite runs in WAL mode with `synchronous=FULL`). SQLAlchemy is imported only when
+a log is opened, so importing this module (and the `grdnet` CLI) stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import click
+
+from grdnet.errors import ConfigError, DataError
+
+DEFAULT_URL = "sqlite:///inspections.db"
+CSV_FIELDS = ("id", "time", "image_sha256", "image_path", "model", "checkpoint_sha256", "score", "decision",
+              "threshold", "regions")
+
+
+@dataclass
+class InspectionRecord:
+    """One inspected image. `time` is UTC; `regions` is a list of {bbox, area, peak}; `id` is set by the log."""
+
+    image_sha256: str
+    model: str
+    checkpoint_sha256: str
+    score: float
+    decision: str
+    threshold: float
+    regions: list[dict] = field(default_factory=list)
+    image_path: str | None = None
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    id: int | None = None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path | str) -> str:
+    """SHA-256 of a file; for a run folder, of the checkpoint `Predictor.from_checkpoint` loads (best.pt / last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        path = next((p for p in (path / "best.pt", path / "last.pt") if p.is_file()), path / "best.pt")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """ISO string or datetime → naive UTC datetime (how the table stores times); naive input is taken as UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"'{value}' is not an ISO date/time; use e.g. 2024-05-01 or 2024-05-01T13:00:00Z") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+class InspectionLog:
+    """A table of `InspectionRecord`s at a SQLAlchemy URL; safe to share between threads."""
+
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        import sqlalchemy as sa
+
+        self.url = url
+        is_sqlite = url.startswith("sqlite")
+        try:
+            self.engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30} if is_sqlite else {})
+        except (sa.exc.ArgumentError, ImportError) as error:
+            raise ConfigError(f"{url}: not a usable database URL ({error}); use e.g. sqlite:///inspections.db") from None
+        if is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata = sa.MetaData()
+        self.table = sa.Table(
+            "inspections", metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("time", sa.DateTime, nullable=False, index=True),
+            sa.Column("image_sha256", sa.String(64), nullable=False),
+            sa.Column("image_path", sa.Text, nullable=True),
+            sa.Column("model", sa.String(64), nullable=False),
+            sa.Column("checkpoint_sha256", sa.String(64), nullable=False),
+            sa.Column("score", sa.Float, nullable=False),
+            sa.Column("decision", sa.String(8), nullable=False),
+            sa.Column("threshold", sa.Float, nullable=True),
+            sa.Column("regions", sa.JSON, nullable=False),
+        )
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as error:
+            raise DataError(f"{url}: cannot open the inspection database ({type(error).__name__}); check the path and permissions") from None
+
+    def add(self, records: InspectionRecord | Iterable[InspectionRecord]) -> list[int]:
+        """Insert one record or a batch in a single transaction; returns the new ids (also set on the records)."""
+        batch = [records] if isinstance(records, InspectionRecord) else list(records)
+        ids = []
+        with self.engine.begin() as connection:
+            for record in batch:
+                row = asdict(record)
+                row.pop("id")
+                row["time"] = _utc(record.time)
+                row["threshold"] = record.threshold if record.threshold == record.threshold else None  # NaN → NULL
+                record.id = connection.execute(self.table.insert().values(**row)).inserted_primary_key[0]
+                ids.append(record.id)
+        return ids
+
+    def query(self, since: datetime | str | None = None, until: datetime | str | None = None,
+              decision: str | None = None, model: str | None = None, limit: int | None = None) -> list[InspectionRecord]:
+        """Records in time order, filtered by time range [since, until], decision and model; `limit` keeps the newest N."""
+        import sqlalchemy as sa
+
+        t = self.table
+        statement = sa.select(t)
+        if since is not None:
+            statement = statement.where(t.c.time >= _utc(since))
+        if until is not None:
+            statement = statement.where(t.c.time <= _utc(until))
+        if decision is not None:
+            statement = statement.where(t.c.decision == decision)
+        if model is not None:
+            statement = statement.where(t.c.model == model)
+        statement = statement.order_by(t.c.time.desc(), t.c.id.desc())
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+        records = [InspectionRecord(**{**row, "time": row["time"].replace(tzinfo=timezone.utc),
+                                       "threshold": float("nan") if row["threshold"] is None else row["threshold"]})
+                   for row in rows]
+        return records[::-1]
+
+    def export_csv(self, path: Path | str, **filters: Any) -> int:
+        """Write the records matching `filters` (as for `query`) to a CSV file; returns the row count."""
+        records = self.query(**filters)
+        with Path(path).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_FIELDS)
+            for r in records:
+                writer.writerow([r.id, r.time.isoformat(), r.image_sha256, r.image_path or "", r.model, r.checkpoint_sha256,
+                                 f"{r.score:.6f}", r.decision, f"{r.threshold:.6f}", json.dumps(r.regions)])
+        return len(records)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def record_predictions(csv_path: Path, url: str, predictor: Any, checkpoint: Path | str) -> int:
+    """Add the rows of the scores.csv `predictor.predict_folder` wrote to the log at `url` (one transaction).
+
+    `predictor` is a `Predictor` or an `OnnxPredictor` (only its model name is read). Returns the count.
+    """
+    cfg = getattr(predictor, "cfg", None)
+    model = cfg.model.name if cfg is not None else predictor.config["model"]["name"]
+    checkpoint_sha = sha256_file(checkpoint)
+    with Path(csv_path).open(newline="") as handle:
+        records = [
+            InspectionRecord(image_sha256=sha256_file(row["path"]), image_path=str(Path(row["path"]).resolve()), model=model,
+                             checkpoint_sha256=checkpoint_sha, score=float(row["score"]), decision=row["decision"],
+                             threshold=float(row["threshold"]), regions=json.loads(row["regions"]))
+            for row in csv.DictReader(handle)
+        ]
+    log = InspectionLog(url)
+    try:
+        log.add(records)
+    finally:
+        log.close()
+    return len(records)
+
+
+@click.command()
+@click.option("--db", "url", default=DEFAULT_URL, show_default=True, help="Database URL of the inspection log.")
+@click.option("--since", help="Only records at or after this ISO date/time (UTC unless it has an offset).")
+@click.option("--until", help="Only records at or before this ISO date/time.")
+@click.option("--decision", type=click.Choice(["defect", "ok"]))
+@click.option("--model", help="Only records of this model name.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N records.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write the records to this CSV file instead of a table.")
+def history(url, since, until, decision, model, limit, csv_path) -> None:
+    """List or export recorded inspections. Example: grdnet history --decision defect --since 2024-05-01"""
+    from rich.console import Console
+    from rich.table import Table
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise DataError(f"{url[len('sqlite:///'):]}: no inspection database here; pass --db URL of one written by serve/predict --record")
+    log = InspectionLog(url)
+    filters = {"since": since, "until": until, "decision": decision, "model": model, "limit": limit}
+    if csv_path:
+        count = log.export_csv(csv_path, **filters)
+        click.echo(f"{count} records written to {csv_path}")
+        return
+    records = log.query(**filters)
+    table = Table(title=f"inspections ({len(records)})")
+    for column in ("id", "time (UTC)", "decision", "score", "threshold", "regions", "model", "image"):
+        table.add_column(column, justify="right" if column in ("id", "score", "threshold", "regions") else "left")
+    for r in records:
+        table.add_row(str(r.id), r.time.strftime("%Y-%m-%d %H:%M:%S"), r.decision, f"{r.score:.4f}", f"{r.threshold:.4f}",
+                      str(len(r.regions)), r.model, r.image_path or r.image_sha256[:12])
+    Console().print(table)

@@ -1,0 +1,350 @@
+"""HTTP inspection service (`grdnet serve`): FastAPI app with a micro-batcher in front of a `Predictor`.
+
+`POST /inspect` takes one image (raw body or multipart `file`, optional multipart `roi`) and answers
+{score, decision, threshold, regions, model, checkpoint_sha256, image_sha256, latency_ms} (+ `heatmap_png`,
+base64, with `?heatmap=true`). Requests that arrive together run as one model batch. `GET /health` and
+`GET /metrics` (JSON, or Prometheus text with `?format=prometheus`) report state. Bad input gets a 4xx with
+a one-line `{"detail": ...}`; the service keeps serving. FastAPI and torch are imported only when serving.
+"""
+
+import asyncio
+import base64
+import io
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+import click
+import numpy as np
+
+from grdnet.records import InspectionLog, InspectionRecord, sha256_bytes, sha256_file
+
+RAW_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream"}
+FORMATS = ["PNG", "JPEG", "BMP", "TIFF"]
+
+
+class InputError(Exception):
+    """A request the client must fix; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------- micro-batching
+class MicroBatcher:
+    """Collects submitted items into batches of up to `max_batch`, waiting at most `max_wait_ms` after the first.
+
+    `run_batch(items) -> results` (same length) runs in a worker thread, one batch at a time; `submit` awaits
+    the item's own result (or its exception).
+    """
+
+    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], max_batch: int = 16, max_wait_ms: float = 5.0) -> None:
+        self.run_batch = run_batch
+        self.max_batch = max(1, max_batch)
+        self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.batch_sizes: list[int] = []
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def submit(self, item: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                remaining = deadline - loop.time()
+                try:
+                    batch.append(self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining))
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+            live = [(item, future) for item, future in batch if not future.done()]  # skip cancelled requests
+            if not live:
+                continue
+            self.batch_sizes.append(len(live))
+            try:
+                results = await asyncio.to_thread(self.run_batch, [item for item, _ in live])
+            except Exception as error:  # one bad batch fails its requests, not the service
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(live, results):
+                if not future.done():
+                    future.set_result(result)
+
+
+# --------------------------------------------------------------------------- decoding
+def decode_image(data: bytes, max_pixels: int, what: str = "image") -> np.ndarray:
+    """Image bytes → (H,W) or (H,W,3) array (uint8, or float32 in [0,1] for 16-bit / float images); InputError when bad."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise InputError(400, f"empty {what}; send the image bytes as the body or as the multipart 'file' field")
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InputError(413, f"{what} is {width}x{height} pixels, over the limit of {max_pixels}; send a smaller image")
+            img.load()
+            if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                return np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)
+            if img.mode == "F":
+                return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+            return np.asarray(img.convert("L" if img.mode in ("1", "L", "LA", "La") else "RGB"))
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(415, f"{what} is not a PNG, JPEG, BMP or TIFF image") from None
+    except Image.DecompressionBombError:
+        raise InputError(413, f"{what} has too many pixels; send a smaller image") from None
+    except Exception as error:  # Pillow raises many types for truncated or corrupt data
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(422, f"{what} cannot be decoded ({reason}); it may be truncated or corrupt") from None
+
+
+@dataclass
+class Job:
+    """One request inside a batch: the prepared image (1,C,H,W), its ROI (H,W) or None, and its hash."""
+
+    image: Any
+    roi: np.ndarray | None
+    sha256: str
+
+
+@dataclass
+class Outcome:
+    score: float
+    decision: str
+    regions: list[dict]
+    smoothed_map: np.ndarray
+
+
+# --------------------------------------------------------------------------- app
+class Stats:
+    """Counters and recent latencies for `/metrics`."""
+
+    def __init__(self) -> None:
+        self.status_counts: Counter = Counter()
+        self.inspections = 0
+        self.errors = 0
+        self.latencies_ms: deque[float] = deque(maxlen=10000)
+
+    def percentiles(self) -> dict[str, float | None]:
+        if not self.latencies_ms:
+            return {"p50": None, "p95": None, "p99": None}
+        values = np.percentile(np.fromiter(self.latencies_ms, dtype=float), [50, 95, 99])
+        return {name: round(float(v), 3) for name, v in zip(("p50", "p95", "p99"), values)}
+
+
+def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_ms: float = 5.0,
+               max_image_mb: float = 20.0, max_pixels: int = 40_000_000, log: InspectionLog | None = None):
+    """The FastAPI app serving `predictor` (a `grdnet.inference.Predictor`)."""
+    import torch
+    import torch.nn.functional as F
+    from contextlib import asynccontextmanager
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from grdnet.predictions_io import inspection_record
+    from grdnet.visualize import overlay
+
+    model_name = predictor.cfg.model.name
+    threshold = predictor.threshold
+    max_bytes = int(max_image_mb * 1024 * 1024)
+    height, width = predictor.image_size
+    stats = Stats()
+
+    def run_batch(jobs: list[Job]) -> list[Outcome]:
+        pred = predictor.predict(torch.cat([job.image for job in jobs]))
+        outcomes = []
+        for j, job in enumerate(jobs):
+            smoothed = pred.smoothed_map[j]
+            score = float(pred.score[j]) if job.roi is None else float(smoothed[job.roi > 0.5].max(initial=0.0))
+            record = inspection_record("", score, threshold, smoothed, job.roi)
+            outcomes.append(Outcome(score, record["decision"], record["regions"], smoothed))
+        if log is not None:
+            log.add([InspectionRecord(image_sha256=job.sha256, model=model_name, checkpoint_sha256=checkpoint_sha256,
+                                      score=o.score, decision=o.decision, threshold=threshold, regions=o.regions)
+                     for job, o in zip(jobs, outcomes)])
+        return outcomes
+
+    def prepare(data: bytes, roi_data: bytes | None) -> Job:
+        image = predictor.prepare(decode_image(data, max_pixels))
+        roi = None
+        if roi_data is not None:
+            mask = decode_image(roi_data, max_pixels, what="roi")
+            mask = mask.mean(axis=-1) if mask.ndim == 3 else mask
+            mask = (mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)) > 0.5
+            roi = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(height, width), mode="nearest")[0, 0].numpy()
+        return Job(image, roi, sha256_bytes(data))
+
+    def heatmap_png(job: Job, outcome: Outcome) -> str:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(overlay(job.image[0].numpy(), outcome.smoothed_map, roi=job.roi)).save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    batcher = MicroBatcher(run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="grdnet inspection service", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def count_statuses(request: Request, call_next: Callable[[Request], Awaitable[Any]]):
+        response = await call_next(request)
+        stats.status_counts[response.status_code] += 1
+        if request.url.path == "/inspect" and response.status_code >= 400:
+            stats.errors += 1
+        return response
+
+    @app.exception_handler(InputError)
+    async def input_error(_request: Request, error: InputError):
+        return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid value')}"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException):
+        return JSONResponse({"detail": str(error.detail)}, status_code=error.status_code)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise InputError(413, f"request body is {int(declared)} bytes, over the limit of {max_bytes}; send a smaller image")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise InputError(413, f"request body is over the limit of {max_bytes} bytes; send a smaller image")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def read_upload(request: Request) -> tuple[bytes, bytes | None]:
+        """(image bytes, ROI bytes or None) from a raw or multipart body."""
+        content_type = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
+        if content_type != "multipart/form-data" and content_type not in RAW_TYPES:
+            raise InputError(415, f"content type '{content_type}' is not supported; send image/png, image/jpeg, image/bmp, "
+                                  "image/tiff, application/octet-stream or multipart/form-data")
+        body = await read_body(request)
+        if content_type != "multipart/form-data":
+            return body, None
+        if not body:
+            raise InputError(400, "empty body; send the image as the multipart 'file' field")
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form()
+        except Exception as error:
+            raise InputError(400, f"malformed multipart body ({error})") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InputError(400, "multipart body has no 'file' field; send the image as a file field named 'file'")
+        roi = form.get("roi")
+        if isinstance(roi, str):
+            raise InputError(400, "multipart 'roi' must be a file field (a mask image)")
+        return await upload.read(), (await roi.read() if roi is not None else None)
+
+    @app.post("/inspect")
+    async def inspect(request: Request, heatmap: bool = False) -> dict:
+        start = time.perf_counter()
+        data, roi_data = await read_upload(request)
+        job = await run_in_threadpool(prepare, data, roi_data)
+        try:
+            outcome = await batcher.submit(job)
+        except Exception as error:
+            raise StarletteHTTPException(500, f"inspection failed ({type(error).__name__}: {error})") from None
+        answer = {
+            "score": outcome.score, "decision": outcome.decision, "threshold": threshold if np.isfinite(threshold) else None,
+            "regions": outcome.regions, "model": model_name, "checkpoint_sha256": checkpoint_sha256, "image_sha256": job.sha256,
+        }
+        if heatmap:
+            answer["heatmap_png"] = await run_in_threadpool(heatmap_png, job, outcome)
+        answer["latency_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
+        stats.inspections += 1
+        stats.latencies_ms.append(answer["latency_ms"])
+        return answer
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": model_name, "device": str(predictor.device),
+                "threshold": threshold if np.isfinite(threshold) else None, "checkpoint_sha256": checkpoint_sha256}
+
+    @app.get("/metrics")
+    async def metrics(format: str = "json"):
+        sizes = batcher.batch_sizes
+        report = {
+            "requests": {str(code): count for code, count in sorted(stats.status_counts.items())},
+            "errors": stats.errors, "inspections": stats.inspections, "batches": len(sizes),
+            "mean_batch_size": round(sum(sizes) / len(sizes), 3) if sizes else None, "max_batch_size": max(sizes, default=None),
+            "latency_ms": stats.percentiles(),
+        }
+        if format != "prometheus":
+            return report
+        lines = [f'grdnet_requests_total{{code="{code}"}} {count}' for code, count in report["requests"].items()]
+        lines += [f"grdnet_errors_total {stats.errors}", f"grdnet_inspections_total {stats.inspections}",
+                  f"grdnet_batches_total {len(sizes)}", f"grdnet_batched_items_total {sum(sizes)}"]
+        lines += [f'grdnet_latency_ms{{quantile="{q}"}} {v}' for q, v in zip(("0.5", "0.95", "0.99"), report["latency_ms"].values())
+                  if v is not None]
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    app.state.batcher = batcher
+    app.state.stats = stats
+    return app
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 exposes it to the network).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Largest model batch.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True, help="How long a batch waits for more requests.")
+@click.option("--max-image-mb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Largest request body.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Largest decoded image (width × height).")
+@click.option("--record", "record_url", help="Log every inspection to this database URL, e.g. sqlite:///inspections.db.")
+@click.option("--device", default="auto", show_default=True)
+def serve(checkpoint, host, port, max_batch, max_wait_ms, max_image_mb, max_pixels, record_url, device) -> None:
+    """Serve a checkpoint over HTTP. Example: grdnet serve runs/mtd/best.pt --port 8000 --record sqlite:///inspections.db"""
+    import uvicorn
+
+    from grdnet.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    log = InspectionLog(record_url) if record_url else None
+    app = create_app(predictor, sha256_file(checkpoint), max_batch=max_batch, max_wait_ms=max_wait_ms,
+                     max_image_mb=max_image_mb, max_pixels=max_pixels, log=log)
+    click.echo(f"serving {predictor.cfg.model.name} from {checkpoint} on http://{host}:{port} (device {predictor.device})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

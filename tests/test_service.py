@@ -1,0 +1,166 @@
+import asyncio
+import base64
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from grdnet.cli import main
+from grdnet.data.builtin import make_builtin_dataset
+from grdnet.inference import Predictor
+from grdnet.records import InspectionLog, sha256_file
+from grdnet.service import MicroBatcher, create_app
+from grdnet.training import Trainer
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """1 epoch of the tiny GRD-Net on a small built-in data set (the full one takes too long here)."""
+    from support import tiny_config
+
+    category = make_builtin_dataset(tmp_path_factory.mktemp("small"), seed=0, n_train=12, n_test_good=4, n_test_defect_per_type=1)
+    cfg = tiny_config(category, tmp_path_factory.mktemp("run"), epochs=1)
+    return Trainer(cfg, show_progress=False).fit().best_checkpoint, category
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    checkpoint, _ = trained
+    log = InspectionLog(f"sqlite:///{tmp_path_factory.mktemp('db') / 'inspections.db'}")
+    app = create_app(Predictor.from_checkpoint(checkpoint, device="cpu"), sha256_file(checkpoint), max_batch=8,
+                     max_wait_ms=50, max_image_mb=0.05, max_pixels=300 * 300, log=log)
+    with TestClient(app) as client:
+        yield client, log
+
+
+@pytest.fixture(scope="module")
+def png(trained):
+    return (trained[1] / "test" / "crack" / "000.png").read_bytes()
+
+
+def test_good_png_gets_every_field(served, png, trained):
+    client, log = served
+    before = len(log.query())
+    response = client.post("/inspect?heatmap=true", content=png, headers={"content-type": "image/png"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert {"score", "decision", "threshold", "regions", "model", "checkpoint_sha256", "latency_ms"} <= set(body)
+    assert body["decision"] in ("ok", "defect") and (body["decision"] == "defect") == (body["score"] >= body["threshold"])
+    assert body["model"] == "grdnet" and body["checkpoint_sha256"] == sha256_file(trained[0]) and body["latency_ms"] > 0
+    assert all(set(r) == {"bbox", "area", "peak"} for r in body["regions"])
+    assert Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"]))).size == (64, 64)
+    rows = log.query()
+    assert len(rows) == before + 1 and rows[-1].score == pytest.approx(body["score"]) and rows[-1].decision == body["decision"]
+
+
+def test_multipart_with_roi_restricts_regions(served, png):
+    client, _ = served
+    full = client.post("/inspect", files={"file": ("a.png", png, "image/png")}).json()
+    empty_roi = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(empty_roi, format="PNG")
+    body = client.post("/inspect", files={"file": ("a.png", png), "roi": ("r.png", empty_roi.getvalue())}).json()
+    assert full["score"] > 0 and body["score"] == 0.0 and body["regions"] == [] and body["decision"] == "ok"
+
+
+def truncated(png: bytes) -> bytes:
+    return png[: len(png) // 2]
+
+
+def large_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()  # ~120 kB, over the 0.05 MB limit
+
+
+def big_pixels() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (400, 400)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    (b"", "image/png", 400),
+    (b"definitely not an image", "application/octet-stream", 415),
+    ("truncated", "image/png", 422),
+    ("large", "image/png", 413),
+    ("pixels", "image/png", 413),
+    ("png", "text/plain", 415),
+])
+def test_bad_input_is_a_one_line_4xx_and_service_keeps_serving(served, png, body, content_type, status):
+    client, _ = served
+    body = {"truncated": truncated(png), "large": large_png(), "pixels": big_pixels(), "png": png}.get(body, body)
+    response = client.post("/inspect", content=body, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail and "\n" not in detail
+    assert client.post("/inspect", content=png, headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_health_and_metrics_count(served, png):
+    client, _ = served
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model"] == "grdnet" and health["device"] == "cpu" and health["threshold"] > 0
+    before = client.get("/metrics").json()
+    client.post("/inspect", content=png)
+    client.post("/inspect", content=b"", headers={"content-type": "image/png"})
+    after = client.get("/metrics").json()
+    assert after["inspections"] == before["inspections"] + 1 and after["errors"] == before["errors"] + 1
+    assert after["requests"]["400"] == before["requests"].get("400", 0) + 1
+    assert after["batches"] >= before["batches"] + 1 and after["latency_ms"]["p99"] >= after["latency_ms"]["p50"] > 0
+    assert 'grdnet_requests_total{code="200"}' in client.get("/metrics?format=prometheus").text
+
+
+def test_concurrent_requests_share_a_batch(served, png):
+    client, _ = served
+    sizes = served[0].app.state.batcher.batch_sizes
+    start = len(sizes)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: client.post("/inspect", content=png).status_code, range(16)))
+    assert statuses == [200] * 16 and max(sizes[start:]) > 1
+
+
+def test_micro_batcher_groups_and_isolates_failures():
+    seen, gate = [], threading.Event()
+
+    def run(items):
+        gate.wait(5)
+        seen.append(list(items))
+        if "bad" in items:
+            raise ValueError("boom")
+        return [item * 2 for item in items]
+
+    async def scenario():
+        batcher = MicroBatcher(run, max_batch=4, max_wait_ms=20)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.1)  # first batch is running (blocked); the next 6 queue up
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 7)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.gather(first, *rest)
+        failed = await asyncio.gather(batcher.submit("bad"), return_exceptions=True)
+        after = await batcher.submit(5)
+        await batcher.stop()
+        return results, failed, after
+
+    results, failed, after = asyncio.run(scenario())
+    assert results == [0, 2, 4, 6, 8, 10, 12] and isinstance(failed[0], ValueError) and after == 10
+    assert [len(b) for b in seen[:3]] == [1, 4, 2]
+
+
+def test_predict_cli_records(trained, tmp_path):
+    checkpoint, category = trained
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    result = CliRunner().invoke(main, ["predict", str(checkpoint), str(category / "test"), "--output", str(tmp_path / "out"),
+                                       "--no-overlays", "--device", "cpu", "--record", url])
+    assert result.exit_code == 0, result.output
+    rows = InspectionLog(url).query()
+    assert len(rows) == len(list((category / "test").rglob("*.png"))) and "inspections recorded" in result.output
+    assert all(r.image_path and r.checkpoint_sha256 == sha256_file(checkpoint) and r.model == "grdnet" for r in rows)
