@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from grdnet.config import RunConfig
 from grdnet.data.builtin import make_builtin_dataset
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """Real data beside the checkout (`../shared/data`), or GRDNET_DATA_DIR."""
-    return Path(os.environ.get("GRDNET_DATA_DIR", REPO.parent / "shared" / "data"))
+from support import tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -24,22 +16,9 @@ def builtin_category(tmp_path_factory) -> Path:
     return make_builtin_dataset(tmp_path_factory.mktemp("builtin"), seed=0)
 
 
-def tiny_config(category_dir: Path, output: Path, **train) -> RunConfig:
-    """GRD-Net at 64×64 with very narrow widths: a few seconds per epoch on CPU."""
-    return RunConfig.from_dict(
-        {
-            "data": {"root": str(category_dir), "image_size": [64, 64], "roi": str(category_dir / "roi"),
-                     "test_roi": str(category_dir / "roi"), "val_fraction": 0.1},
-            "model": {"base_width": 8, "max_width": 16, "latent_channels": 8, "segmenter_width": 8, "segmenter_levels": 3},
-            "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "device": "cpu", "output_dir": str(output), **train},
-            "scoring": {"smoothing_kernel": 7},
-        }
-    )
-
-
 @pytest.fixture
 def make_config(builtin_category, tmp_path):
-    def factory(name: str = "run", **train) -> RunConfig:
+    def factory(name: str = "run", **train):
         return tiny_config(builtin_category, tmp_path / name, **train)
 
     return factory

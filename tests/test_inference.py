@@ -13,7 +13,7 @@ from grdnet.training import Trainer
 
 @pytest.fixture(scope="module")
 def trained(builtin_category, tmp_path_factory):
-    from conftest import tiny_config
+    from support import tiny_config
 
     cfg = tiny_config(builtin_category, tmp_path_factory.mktemp("run"), epochs=1)
     return Trainer(cfg, show_progress=False).fit()

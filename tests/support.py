@@ -1,0 +1,28 @@
+"""Helpers shared by test modules (import as `from support import …`; conftest files are not importable by name)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from grdnet.config import RunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Real data beside the checkout (`../shared/data`), or GRDNET_DATA_DIR."""
+    return Path(os.environ.get("GRDNET_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def tiny_config(category_dir: Path, output: Path, **train) -> RunConfig:
+    """GRD-Net at 64×64 with very narrow widths: a few seconds per epoch on CPU."""
+    return RunConfig.from_dict(
+        {
+            "data": {"root": str(category_dir), "image_size": [64, 64], "roi": str(category_dir / "roi"),
+                     "test_roi": str(category_dir / "roi"), "val_fraction": 0.1},
+            "model": {"base_width": 8, "max_width": 16, "latent_channels": 8, "segmenter_width": 8, "segmenter_levels": 3},
+            "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "device": "cpu", "output_dir": str(output), **train},
+            "scoring": {"smoothing_kernel": 7},
+        }
+    )
