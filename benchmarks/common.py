@@ -6,12 +6,16 @@ exact, so the figures at 10 / 35 / 100 epochs equal three separate runs, at the 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import shlex
+import sys
 import time
+from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -26,6 +30,15 @@ from grdnet.training import Trainer
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 REPORTED = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "accuracy", "F1")
+QUICK_DATA = {"n_train": 32, "n_test_good": 8, "n_test_defect_per_type": 3}
+"""Built-in dataset sizes of the reproduction scripts' `--quick` modes (seconds per run on a CPU)."""
+QUICK_MODELS: dict[str, dict[str, Any]] = {
+    "grdnet": {"base_width": 4, "max_width": 8, "latent_channels": 4, "segmenter_width": 4, "segmenter_levels": 2},
+    "draem": {"base_width": 4, "max_width": 8, "segmenter_width": 4, "segmenter_levels": 2},
+    "ganomaly": {"base_width": 4, "max_width": 8, "latent_dim": 16},
+    "kdgan": {"base_width": 4, "max_width": 8, "latent_dim": 16, "extra": {"search_steps": 2}},
+}
+"""Toy model widths for `--quick` (64 px)."""
 
 
 def shared_data_dir() -> Path:
@@ -40,15 +53,70 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def quick_dataset(workdir: Path) -> Path:
-    """The built-in dataset (64 px), the toy stand-in used by every `--quick` mode."""
-    return make_builtin_dataset(workdir / "builtin", seed=0)
+def quick_dataset(workdir: Path, **sizes: int) -> Path:
+    """The built-in dataset (64 px), the toy stand-in used by every `--quick` mode; `sizes` as make_builtin_dataset."""
+    return make_builtin_dataset(workdir / "builtin", seed=0, **sizes)
 
 
-def staged_training(cfg: RunConfig, budgets: Iterable[int], use_test_rois: bool = False) -> list[dict[str, Any]]:
+def int_list(text: str) -> list[int]:
+    """'10,35,100' → [10, 35, 100]."""
+    return [int(item) for item in text.split(",") if item.strip()]
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, work: str, image_size: int = 256) -> None:
+    """Options every reproduction script shares: data, device, batch size, seeds, work/out folders, --quick."""
+    parser.add_argument("--data-root", type=Path, default=shared_data_dir() / "mtd")
+    parser.add_argument("--category", default="magnetic_tile")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=1)
+    parser.add_argument("--image-size", type=int, default=image_size)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seeds", type=int_list, default=[0], help="comma-separated training seeds")
+    parser.add_argument("--work", type=Path, default=Path("runs") / work)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true", help="toy scale on a small built-in dataset, CPU (CI)")
+
+
+def resolve_data(args: argparse.Namespace) -> Path:
+    """The category folder the run uses (`--data-root` itself when no category); `--quick`: the small built-in set."""
+    if args.quick:
+        args.data_root, args.category = quick_dataset(args.work, **QUICK_DATA), None
+    return args.data_root if args.category is None else args.data_root / args.category
+
+
+def run_config(args: argparse.Namespace, model: str, output_dir: Path, **data: Any) -> RunConfig:
+    """`model` with its METHOD_DEFAULTS on the chosen data (see `resolve_data`); `--quick`: toy widths, 64 px, CPU.
+
+    `data` overrides data settings (e.g. root, roi, contamination).
+    """
+    if args.quick:
+        sections = {
+            "data": {"root": str(args.data_root), "image_size": [64, 64], "channels": 3},
+            "model": QUICK_MODELS[model], "scoring": {"smoothing_kernel": 7},
+            "train": {"batch_size": 16, "device": "cpu"},
+        }
+    else:
+        sections = {
+            "data": {"root": str(args.data_root), "category": args.category, "channels": args.channels,
+                     "image_size": [args.image_size] * 2},
+            "train": {"batch_size": args.batch_size, "device": args.device},
+        }
+    sections["data"].update({k: None if v is None else str(v) if isinstance(v, Path) else v for k, v in data.items()})
+    sections["train"]["output_dir"] = str(output_dir)
+    return RunConfig.for_model(model, sections)
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The exact command that ran `script` with `argv` (None = sys.argv)."""
+    return f"python benchmarks/{script} {shlex.join(argv if argv is not None else sys.argv[1:])}".strip()
+
+
+def staged_training(cfg: RunConfig, budgets: Iterable[int], use_test_rois: bool = False,
+                    score_types: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Train `cfg` up to each epoch budget in turn (resuming), evaluating the last weights at each.
 
-    Returns one row per budget: epochs, cumulative training seconds, training images/s, and metrics.
+    Returns one row per budget: epochs, cumulative training seconds, training images/s, and metrics
+    (plus `mean_score_<type>` for each of `score_types`, see `evaluate_checkpoint`).
     """
     rows = []
     seconds = 0.0
@@ -67,18 +135,34 @@ def staged_training(cfg: RunConfig, budgets: Iterable[int], use_test_rois: bool 
             "epochs": epochs,
             "train_seconds": round(seconds, 1),
             "train_images_per_s": round(sorted(rates)[len(rates) // 2], 1),
-            **evaluate_checkpoint(result.last_checkpoint, stage, use_test_rois),
+            **evaluate_checkpoint(result.last_checkpoint, stage, use_test_rois, score_types),
         })
     return rows
 
 
-def evaluate_checkpoint(checkpoint: Path, cfg: RunConfig, use_test_rois: bool = False) -> dict[str, Any]:
-    """Test-split metrics of a checkpoint (threshold from its validation calibration)."""
+def evaluate_checkpoint(checkpoint: Path, cfg: RunConfig, use_test_rois: bool = False,
+                        score_types: Sequence[str] = ()) -> dict[str, Any]:
+    """Test-split metrics of a checkpoint (threshold from its validation calibration).
+
+    For each defect type in `score_types` adds `mean_score_<type>`, the mean image score of its test images
+    (NaN when the type has none).
+    """
     predictor = Predictor.from_checkpoint(checkpoint, device=cfg.train.device)
     index = index_dataset(cfg.data)
     evaluation = evaluate_samples(predictor, index.test, use_rois=use_test_rois)
     metrics = evaluation.metrics
-    return {k: _round(v) for k, v in metrics.items() if k in REPORTED or k.startswith("image_AUROC_")}
+    row = {k: _round(v) for k, v in metrics.items() if k in REPORTED or k.startswith("image_AUROC_")}
+    means = mean_scores_by_type(evaluation.records)
+    row.update({f"mean_score_{t}": _round(means.get(t, float("nan"))) for t in score_types})
+    return row
+
+
+def mean_scores_by_type(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean image score per defect type ("good" included) of evaluation records."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        scores[record["defect_type"]].append(record["score"])
+    return {kind: sum(values) / len(values) for kind, values in scores.items()}
 
 
 def _round(value: Any) -> Any:

@@ -12,9 +12,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from common import RESULTS, markdown_table, quick_dataset, shared_data_dir, staged_training, write_results
-
 from grdnet.config import RunConfig
+
+from common import RESULTS, markdown_table, quick_dataset, shared_data_dir, staged_training, write_results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,11 +15,11 @@ from grdnet.predictions_io import Prediction, find_regions, inspection_record, w
 @pytest.fixture(scope="module")
 def onnx_file(builtin_category, tmp_path_factory):
     """An untrained tiny model's checkpoint (threshold 0.5), exported; training is not needed here."""
-    from support import tiny_config
-
     from grdnet.export import export_onnx
     from grdnet.models import build_model
     from grdnet.training.checkpoint import save_checkpoint
+
+    from support import tiny_config
 
     folder = tmp_path_factory.mktemp("onnx")
     cfg = tiny_config(builtin_category, folder)

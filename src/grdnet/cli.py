@@ -5,7 +5,6 @@ Every user error is printed as one line (`error: <file>: <problem>; <fix>`) with
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any

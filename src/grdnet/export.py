@@ -12,13 +12,13 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import click
 
 import grdnet
 from grdnet.errors import ConfigError, GrdnetError
+from grdnet.extras import require
 
 if TYPE_CHECKING:  # torch is imported when exporting, so registering the command stays cheap
     import torch
@@ -141,7 +141,7 @@ def _check_other_size(model: nn.Module, cfg: RunConfig) -> None:
 
 
 def _write_metadata(path: Path, values: dict[str, str]) -> None:
-    import onnx
+    onnx = require("onnx")
 
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
@@ -173,7 +173,7 @@ def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Ten
 def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str, float]:
     """Max |Δ| between PyTorch (fp32, CPU) and ONNX Runtime for every output of the exported file."""
     import numpy as np
-    import onnxruntime as ort
+    ort = require("onnxruntime")
     import torch
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

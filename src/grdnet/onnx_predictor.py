@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from grdnet.errors import CheckpointError, DataError
+from grdnet.extras import require
 from grdnet.pixels import decode_pixels, resize_array, to_channels
 from grdnet.predictions_io import Prediction, list_images, write_predictions
 
@@ -26,7 +27,7 @@ class OnnxPredictor:
     """Loads an exported ONNX file and its metadata; predicts on arrays, files or folders."""
 
     def __init__(self, path: Path | str, providers: Sequence[str] | None = None, threads: int = 0) -> None:
-        import onnxruntime as ort
+        ort = require("onnxruntime")
 
         path = Path(path)
         if not path.is_file():

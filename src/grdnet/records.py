@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import click
 
 from grdnet.errors import ConfigError, DataError
+from grdnet.extras import require
 
 DEFAULT_URL = "sqlite:///inspections.db"
 CSV_FIELDS = ("id", "time", "image_sha256", "image_path", "model", "checkpoint_sha256", "score", "decision",
@@ -74,7 +75,7 @@ class InspectionLog:
     """A table of `InspectionRecord`s at a SQLAlchemy URL; safe to share between threads."""
 
     def __init__(self, url: str = DEFAULT_URL) -> None:
-        import sqlalchemy as sa
+        sa = require("sqlalchemy")
 
         self.url = url
         is_sqlite = url.startswith("sqlite")

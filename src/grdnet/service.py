@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import click
 import numpy as np
 
+from grdnet.extras import require
 from grdnet.records import InspectionLog, InspectionRecord, sha256_bytes, sha256_file
 
 RAW_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream"}
@@ -158,9 +159,11 @@ class Stats:
 def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_ms: float = 5.0,
                max_image_mb: float = 20.0, max_pixels: int = 40_000_000, log: InspectionLog | None = None):
     """The FastAPI app serving `predictor` (a `grdnet.inference.Predictor`)."""
+    from contextlib import asynccontextmanager
+
     import torch
     import torch.nn.functional as F
-    from contextlib import asynccontextmanager
+    require("fastapi")
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
@@ -338,7 +341,7 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
 @click.option("--device", default="auto", show_default=True)
 def serve(checkpoint, host, port, max_batch, max_wait_ms, max_image_mb, max_pixels, record_url, device) -> None:
     """Serve a checkpoint over HTTP. Example: grdnet serve runs/mtd/best.pt --port 8000 --record sqlite:///inspections.db"""
-    import uvicorn
+    uvicorn = require("uvicorn")
 
     from grdnet.inference import Predictor
 

@@ -40,7 +40,7 @@ DEFECT_TYPES = ("scratch", "spot", "crack", "missing", "contamination")
 """Defects on the product (inside the ROI)."""
 BACKGROUND_DEFECT_TYPES = ("background_spot", "background_scratch")
 """Defects on the conveyor only (outside the ROI)."""
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _GENERATOR = "grdnet.data.builtin"
 _SPLIT_IDS = {"train": 0, "test": 1}
 _TYPE_IDS = {name: i for i, name in enumerate(("good",) + DEFECT_TYPES + BACKGROUND_DEFECT_TYPES)}
@@ -229,13 +229,13 @@ def _draw_defect(kind: str, canvas: _Canvas, rng: np.random.Generator) -> tuple[
         target = 0.25 * clean + 0.75 * shade
     elif kind in ("spot", "background_spot"):
         centre = _inside_point(canvas, rng) if kind == "spot" else _outside_point(canvas, rng, 5 * f)
-        alpha = _blob_alpha(x, y, *centre, rng.uniform(1.8, 3.0) * f, rng)
+        alpha = _blob_alpha(x, y, *centre, rng.uniform(2.5, 4.0) * f, rng)
         target = clean * rng.uniform(0.1, 0.3) if kind == "spot" else np.broadcast_to(
             np.array([0.75, 0.72, 0.62]) * rng.uniform(0.8, 1.0), clean.shape)  # pale dust on the belt
     elif kind == "crack":
         points = _line_points(_inside_point(canvas, rng), rng.uniform(14, 22) * f,
                               rng.uniform(0, 2 * np.pi), rng, jagged=True)
-        width = rng.uniform(1.1, 1.5) * f
+        width = rng.uniform(1.6, 2.2) * f
         alpha = np.clip(width / 2 + 0.5 - _segments_distance(x, y, points), 0.0, 1.0)
         target = clean * rng.uniform(0.05, 0.2)
     elif kind == "missing":

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from grdnet.errors import ConfigError
 from grdnet.models.blocks import (
     PreActResidualBlock,
     ResidualDecoder,

@@ -149,15 +149,16 @@ class Trainer:
         self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
         self.train_data = load_tensors(self.index.train, cfg)
         self.known = load_tensors(self.index.known_defects, cfg, with_masks=True) if self.index.known_defects else None
-        validation_images = load_tensors(self.index.validation, cfg)["image"]
-        if len(validation_images) == 0:
+        validation = load_tensors(self.index.validation, cfg)
+        if len(validation["image"]) == 0:
             warnings.warn(
-                "no validation images (data.val_fraction = 0): the threshold is calibrated on training images, "
-                "which under-estimates false alarms; the last epoch is kept as best",
+                "no validation images (data.val_fraction = 0): validating on training images instead, so the "
+                "threshold under-estimates false alarms; set data.val_fraction > 0 for a sound threshold",
                 stacklevel=2,
             )
-            validation_images = self.train_data["image"][: max(1, min(64, len(self.train_data["image"])))]
-        self.validator = Validator(validation_images, cfg, self.device, self.bf16)
+            count = max(1, min(64, len(self.train_data["image"])))
+            validation = {k: v[:count] for k, v in self.train_data.items()}
+        self.validator = Validator(validation["image"], validation["roi"], cfg, self.device, self.bf16)
 
     def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.cfg.train.compile:

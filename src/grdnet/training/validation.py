@@ -37,17 +37,20 @@ def predict_batches(model: nn.Module, images: torch.Tensor, device: torch.device
 class Validator:
     """Scores a model on validation normals and on the same images with synthetic anomalies.
 
-    `images` (N,C,H,W) in [0,1] are the held-out normal images; the synthetic set is drawn once, from a
-    fixed seed, so every validation compares checkpoints on identical inputs.
+    `images` (N,C,H,W) in [0,1] are the held-out normal images and `rois` (N,1,H,W) their ROIs; the
+    synthetic set is drawn once, from a fixed seed, so every validation compares checkpoints on identical
+    inputs. As in the test protocol, a synthetic defect counts only where it touches the ROI, and pixel
+    metrics are computed inside the ROI.
     """
 
-    def __init__(self, images: torch.Tensor, cfg: RunConfig, device: torch.device, bf16: bool) -> None:
+    def __init__(self, images: torch.Tensor, rois: torch.Tensor, cfg: RunConfig, device: torch.device, bf16: bool) -> None:
         self.cfg, self.device, self.bf16 = cfg, device, bf16
-        self.clean = images
+        self.clean, self.rois = images, rois
         synth_cfg = cfg.synthesis.model_copy(update={"probability": 1.0})
         synthesizer = AnomalySynthesizer(synth_cfg, cfg.data.image_size, cfg.data.channels, torch.device("cpu"))
         generator = make_generator(torch.device("cpu"), cfg.train.seed, 0x5EED)
-        self.corrupted, self.masks, _ = synthesizer(images, generator) if len(images) else (images, images, None)
+        self.corrupted, masks, _ = synthesizer(images, generator) if len(images) else (images, images, None)
+        self.masks = masks * rois
 
     def __len__(self) -> int:
         return len(self.clean)
@@ -59,12 +62,14 @@ class Validator:
         normal = predict_batches(model, self.clean, self.device, self.bf16, batch)
         anomalous = predict_batches(model, self.corrupted, self.device, self.bf16, batch)
         scores = torch.cat([normal["score"], anomalous["score"]]).numpy()
-        labels = np.r_[np.zeros(len(self.clean)), np.ones(len(self.clean))]
-        maps = anomalous["smoothed_map"].numpy().ravel()
-        masks = self.masks.numpy().ravel() > 0.5
+        touches_roi = self.masks.flatten(1).amax(1).numpy() > 0.5
+        labels = np.r_[np.zeros(len(self.clean)), touches_roi.astype(float)]
+        inside = self.rois.numpy().ravel() > 0.5
+        maps = anomalous["smoothed_map"].numpy().ravel()[inside]
+        masks = self.masks.numpy().ravel()[inside] > 0.5
         results = {
             "val_image_AUROC": float(image_auroc(scores, labels)),
-            "val_pixel_AUROC": float(pixel_auroc(anomalous["smoothed_map"], self.masks)),
+            "val_pixel_AUROC": float(pixel_auroc(anomalous["smoothed_map"], self.masks, self.rois)),
             "val_pixel_AP": float(average_precision_score(masks, maps)) if masks.any() else float("nan"),
         }
         finite = [v for v in results.values() if np.isfinite(v)]
