@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
-from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights
+from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights, norm_from_extra
 from grdnet.scoring import image_score, smooth_map
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 NUM_STAGES = 4
 """Reconstructive encoder stages: bottleneck at 1/16 resolution, as in DRAEM."""
-EXTRA_OPTIONS = {"norm"}
 """`model.extra` keys DRAEM reads: `norm` = "group" (default) | "batch" (the original) | "instance"."""
 
 
@@ -57,12 +56,7 @@ class DRAEM(nn.Module):
     def from_config(cls, cfg: RunConfig) -> DRAEM:
         """Build from a `RunConfig` (data.channels, model.*, scoring.smoothing_kernel)."""
         model = cfg.model
-        unknown = sorted(set(model.extra) - EXTRA_OPTIONS)
-        if unknown:
-            raise ConfigError(f"model.extra: unknown option(s) {unknown} for draem; supported: {sorted(EXTRA_OPTIONS)}")
-        norm = model.extra.get("norm", "group")
-        if norm not in ("batch", "group", "instance"):
-            raise ConfigError(f"model.extra.norm: unknown value {norm!r}; use 'group', 'batch' or 'instance'")
+        norm = norm_from_extra(model.extra, "draem")
         multiple = max(2**NUM_STAGES, 2**model.segmenter_levels)
         if any(side % multiple for side in cfg.data.image_size):
             raise ConfigError(

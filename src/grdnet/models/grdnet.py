@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
-from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights
+from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights, norm_from_extra
 from grdnet.scoring import image_score, smooth_map
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 NUM_STAGES = 5
 """Encoder stages: the latent grid is at 1/32 of the input resolution."""
-EXTRA_OPTIONS = {"norm"}
 """`model.extra` keys GRD-Net reads: `norm` = "group" (default) | "batch" | "instance"."""
 
 
@@ -189,14 +188,7 @@ class GRDNet(nn.Module):
     def from_config(cls, cfg: RunConfig) -> GRDNet:
         """Build from a `RunConfig` (data.channels / image_size, model.*, scoring.smoothing_kernel)."""
         model = cfg.model
-        unknown = sorted(set(model.extra) - EXTRA_OPTIONS)
-        if unknown:
-            raise ConfigError(
-                f"model.extra: unknown option(s) {unknown} for grdnet; supported: {sorted(EXTRA_OPTIONS)}"
-            )
-        norm = model.extra.get("norm", "group")
-        if norm not in ("batch", "group", "instance"):
-            raise ConfigError(f"model.extra.norm: unknown value {norm!r}; use 'group', 'batch' or 'instance'")
+        norm = norm_from_extra(model.extra, "grdnet")
         return cls(
             in_channels=cfg.data.channels,
             image_size=cfg.data.image_size,
