@@ -1,0 +1,54 @@
+"""benchmarks/speed.py and benchmarks/accuracy.py in `--quick` mode (in-process, toy scale): fields and sane values."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """One work folder for both scripts, so the built-in dataset is written once."""
+    return tmp_path_factory.mktemp("work")
+
+
+def run(name: str, args: list[str], work: Path, out: Path, monkeypatch) -> dict:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--work", str(work), "--out", str(out), *args]) == 0
+    assert (out / f"{name}_quick.md").exists()
+    return json.loads((out / f"{name}_quick.json").read_text())
+
+
+def test_speed_quick_reports_throughput_latency_and_flops(work, tmp_path, monkeypatch):
+    report = run("speed", ["--models", "grdnet", "--no-compile", "--seconds", "0.3"], work, tmp_path, monkeypatch)
+    assert report["anomalib"] == "anomalib not importable" or isinstance(report["anomalib"], dict)
+    assert report["bf16_peak_tflops"] is None
+    (row,) = report["rows"]
+    assert (row["model"], row["mode"]) == ("grdnet", "fp32")
+    for key in ("train_images_per_s", "infer_images_per_s_b1", "infer_images_per_s_b8", "infer_images_per_s_b64",
+                "predict_folder_images_per_s", "gflops_forward_per_image"):
+        assert row[key] > 0, key
+    assert row["gflops_train_per_image"] == pytest.approx(3 * row["gflops_forward_per_image"], rel=1e-3)
+    assert 0 < row["latency_ms_median"] <= row["latency_ms_p99"]
+    assert row["train_peak_MiB"] is row["infer_peak_MiB"] is row["share_of_bf16_peak"] is None
+
+
+def test_accuracy_quick_aggregates_seeds_per_model_and_budget(work, tmp_path, monkeypatch):
+    report = run("accuracy", [], work, tmp_path, monkeypatch)
+    rows = report["rows"]
+    assert [(r["model"], r["budget"]) for r in rows] == [
+        (m, b) for m in ("grdnet", "draem", "ganomaly") for b in ("1 epochs", "0.001 minutes")]
+    assert len(report["runs"]) == 2 * len(rows)
+    for row in rows:
+        assert row["seeds"] == 2 and row["epochs_done_mean"] >= 1
+        for metric in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "accuracy"):
+            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+            assert math.isnan(mean) or 0.0 <= mean <= 1.0, (metric, mean)
+            assert math.isnan(std) or std >= 0.0, (metric, std)
