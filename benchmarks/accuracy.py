@@ -24,13 +24,11 @@ from grdnet.training import Trainer
 
 from common import (
     add_run_arguments,
-    command_line,
     evaluate_checkpoint,
     int_list,
-    markdown_table,
+    publish,
     resolve_data,
     run_config,
-    write_results,
 )
 
 NAME = "accuracy"
@@ -62,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = run_config(args, model, output).updated({"train.seed": seed, **overrides})
                 runs.append({"model": model, "budget": f"{value} {kind}", "seed": seed, **train_and_evaluate(cfg)})
     rows = aggregate(runs)
-    json_path, _ = write_results(NAME + ("_quick" if args.quick else ""), rows, command_line("accuracy.py", argv),
-                                 args.out, {"runs": runs})
-    print(markdown_table(rows))
-    print(f"written: {json_path}")
+    publish(NAME, rows, "accuracy.py", argv, args.out, args.quick, {"runs": runs})
     return 0
 
 

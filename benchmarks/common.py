@@ -181,6 +181,15 @@ def write_results(name: str, rows: list[dict[str, Any]], command: str, out_dir: 
     return json_path, md_path
 
 
+def publish(name: str, rows: list[dict[str, Any]], script: str, argv: Sequence[str] | None, out_dir: Path,
+            quick: bool, extra: dict[str, Any] | None = None) -> Path:
+    """Write the results of `script` (`name`, or `name_quick` for toy runs), print the table; JSON path."""
+    json_path, _ = write_results(name + ("_quick" if quick else ""), rows, command_line(script, argv), out_dir, extra)
+    print(markdown_table(rows))
+    print(f"written: {json_path}")
+    return json_path
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(no rows)"

@@ -8,13 +8,12 @@ training time and images/s (issue: first real numbers). Needs a CUDA GPU for the
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 from grdnet.config import RunConfig
 
-from common import RESULTS, markdown_table, quick_dataset, shared_data_dir, staged_training, write_results
+from common import RESULTS, publish, quick_dataset, shared_data_dir, staged_training
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": {**train, "output_dir": str(args.work / "grdnet")},
     })
     rows = staged_training(cfg, budgets)
-    command = "python benchmarks/grdnet_mtd.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    name = "grdnet_mtd_quick" if args.quick else "grdnet_mtd"
-    json_path, _ = write_results(name, rows, command.strip(), args.out)
-    print(markdown_table(rows))
-    print(f"written: {json_path}")
+    publish("grdnet_mtd", rows, "grdnet_mtd.py", argv, args.out, args.quick)
     return 0
 
 

@@ -17,13 +17,11 @@ import sys
 
 from common import (
     add_run_arguments,
-    command_line,
     int_list,
-    markdown_table,
+    publish,
     resolve_data,
     run_config,
     staged_training,
-    write_results,
 )
 
 NAME = "reproduce_ganomaly_industrial"
@@ -44,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = run_config(args, "ganomaly", args.work / f"ganomaly-c{percent}-s{seed}", contamination=percent / 100)
             for row in staged_training(cfg.updated({"train.seed": seed}), [epochs]):
                 rows.append({"contamination_pct": percent, "seed": seed, **row})
-    json_path, _ = write_results(NAME + ("_quick" if args.quick else ""), rows, command_line(
-        "reproduce_ganomaly_industrial.py", argv), args.out)
-    print(markdown_table(rows))
-    print(f"written: {json_path}")
+    publish(NAME, rows, "reproduce_ganomaly_industrial.py", argv, args.out, args.quick)
     return 0
 
 

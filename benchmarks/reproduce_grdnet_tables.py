@@ -17,13 +17,11 @@ import sys
 
 from common import (
     add_run_arguments,
-    command_line,
     int_list,
-    markdown_table,
+    publish,
     resolve_data,
     run_config,
     staged_training,
-    write_results,
 )
 
 NAME = "reproduce_grdnet_tables"
@@ -52,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 stages = staged_training(cfg, budgets)
             rows += [{"seed": seed, **row} for row in stages]
-    json_path, _ = write_results(NAME + ("_quick" if args.quick else ""), rows,
-                                 command_line("reproduce_grdnet_tables.py", argv), args.out)
-    print(markdown_table(rows))
-    print(f"written: {json_path}")
+    publish(NAME, rows, "reproduce_grdnet_tables.py", argv, args.out, args.quick)
     return 0
 
 

@@ -21,13 +21,11 @@ import numpy as np
 
 from common import (
     add_run_arguments,
-    command_line,
     int_list,
-    markdown_table,
+    publish,
     resolve_data,
     run_config,
     staged_training,
-    write_results,
 )
 
 NAME = "reproduce_known_defects"
@@ -80,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                  root=copy, category=None, known_defects=known)
                 for row in staged_training(cfg.updated({"train.seed": seed}), [epochs]):
                     rows.append({"known_defects": count, "seed": seed, **row})
-    json_path, _ = write_results(NAME + ("_quick" if args.quick else ""), rows,
-                                 command_line("reproduce_known_defects.py", argv), args.out)
-    print(markdown_table(rows))
-    print(f"written: {json_path}")
+    publish(NAME, rows, "reproduce_known_defects.py", argv, args.out, args.quick)
     return 0
 
 

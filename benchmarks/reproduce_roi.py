@@ -21,13 +21,11 @@ from grdnet.data.builtin import BACKGROUND_DEFECT_TYPES
 
 from common import (
     add_run_arguments,
-    command_line,
-    markdown_table,
+    publish,
     quick_dataset,
     resolve_data,
     run_config,
     staged_training,
-    write_results,
 )
 
 NAME = "reproduce_roi"
@@ -61,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.updated({"train.seed": seed, "loss.roi_on": roi_on})
             for row in staged_training(cfg, [epochs], use_test_rois=True, score_types=score_types):
                 rows.append({"variant": variant, "seed": seed, **row})
-    json_path, _ = write_results(NAME + ("_quick" if args.quick else ""), rows,
-                                 command_line("reproduce_roi.py", argv), args.out)
-    print(markdown_table(rows))
-    print(f"written: {json_path}")
+    publish(NAME, rows, "reproduce_roi.py", argv, args.out, args.quick)
     return 0
 
 

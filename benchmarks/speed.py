@@ -26,7 +26,7 @@ from grdnet.predictions_io import list_images
 from grdnet.runtime import autocast, resolve_device
 from grdnet.training import Trainer
 
-from common import add_run_arguments, command_line, markdown_table, resolve_data, run_config, write_results
+from common import add_run_arguments, publish, resolve_data, run_config
 
 NAME = "speed"
 MODELS = ("grdnet", "draem", "ganomaly")
@@ -59,11 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                          **measure(cfg, mode, device, category, seconds, args.latency_calls, peak)})
     anomalib = compare_anomalib(rows, device, seconds)
     extra = {"bf16_peak_tflops": None if peak is None else round(peak / 1e12, 1), "anomalib": anomalib}
-    json_path, _ = write_results(NAME + ("_quick" if args.quick else ""), rows, command_line("speed.py", argv),
-                                 args.out, extra)
-    print(markdown_table(rows))
     print(f"anomalib: {anomalib}")
-    print(f"written: {json_path}")
+    publish(NAME, rows, "speed.py", argv, args.out, args.quick, extra)
     return 0
 
 

@@ -53,3 +53,17 @@ def test_quick_mode_writes_rows_with_metrics_in_range(name, work, tmp_path, monk
         assert [row["epochs"] for row in rows] == [1, 2] * 3
     assert "| " + column + " |" in (tmp_path / f"{name}_quick.md").read_text()
     assert str(tmp_path / f"{name}_quick.json") in capsys.readouterr().out
+
+
+def test_grdnet_mtd_quick_mode_reports_each_epoch_budget(work, tmp_path, monkeypatch, capsys):
+    module = load("grdnet_mtd", monkeypatch)
+    assert module.main(["--quick", "--work", str(work / "mtd"), "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "grdnet_mtd_quick.json").read_text())
+    assert payload["command"].startswith("python benchmarks/grdnet_mtd.py --quick")
+    assert [row["epochs"] for row in payload["rows"]] == [1, 2]
+    seconds = [row["train_seconds"] for row in payload["rows"]]
+    assert seconds[1] > seconds[0] > 0  # cumulative over the resumed stages
+    for row in payload["rows"]:
+        assert {"model", "train_images_per_s", *METRICS} <= set(row)
+        assert all(math.isnan(row[m]) or 0.0 <= row[m] <= 1.0 for m in METRICS)
+    assert "| grdnet |" in capsys.readouterr().out
