@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from grdnet.config import RunConfig
+from grdnet.data import index_dataset, read_image
 from grdnet.errors import ConfigError
 from grdnet.inference import Predictor
 from grdnet.losses import vtadl_loss
 from grdnet.models import VTADL, build_model
-from grdnet.models.vtadl import Z_OFFSET, gaussian_mixture_log_prob
+from grdnet.models.vtadl import Z_OFFSET, GaussianMixture, gaussian_mixture_log_prob
 from grdnet.scoring import image_score, smooth_map
 from grdnet.training import Trainer
 
@@ -105,9 +106,18 @@ def test_short_run_lowers_loss_and_checkpoint_round_trip(make_config):
     cfg = RunConfig.for_model("vtadl", {**make_config(epochs=2).to_dict(), "model": tiny_model_section})
     result = Trainer(cfg, show_progress=False).fit()
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
-    # The reconstruction terms fall; the mixture NLL chases embeddings that still move in so short a run.
     assert log[-1]["loss_mse"] < log[0]["loss_mse"] and log[-1]["loss_ssim"] < log[0]["loss_ssim"]
-    assert all(torch.isfinite(torch.tensor(record["loss_nll"])) for record in log)
+    # The mixture keeps up with the moving embeddings: on training images it fits them about as well as a
+    # Gaussian fitted to them by moments (before DENSITY_LR_SCALE it lagged by 30+ nats per patch).
+    images = torch.stack([read_image(s.image, 3, (64, 64)) for s in index_dataset(cfg.data).train[:32]])
+    trained = build_model(cfg).eval()
+    trained.load_state_dict(torch.load(result.last_checkpoint, weights_only=True)["model"])
+    with torch.no_grad():
+        tokens = trained.encode(images).flatten(0, 1)
+        moments = GaussianMixture(tokens.shape[1], 1)
+        moments.means.copy_(tokens.mean(0, keepdim=True))
+        moments.log_scales.copy_(tokens.std(0).log()[None])
+        assert trained.density(tokens).mean() < moments(tokens).mean() + 3.0
     state = torch.load(result.best_checkpoint, weights_only=True)
     assert state["model"]["nll_updates"] > 0
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")

@@ -5,7 +5,8 @@
 - Decoder: the token grid (B, D, H/p, W/p) → shared `ResidualDecoder` with log2(p) ×2 stages → x̂ ∈ [0, 1].
 - Density: a diagonal Gaussian mixture (learned weights, means, scales) over the D-dim patch embeddings.
   It sees the embeddings *detached*, so the encoder is shaped by the reconstruction loss only and cannot
-  shrink its embeddings to lower the NLL (a collapse seen when both are trained jointly).
+  shrink its embeddings to lower the NLL (a collapse seen when both are trained jointly). It learns at a
+  higher rate than the autoencoder to keep up with the moving embeddings (see the VT-ADL recipe).
 - Anomaly map: per-patch NLL, standardised with running statistics of training-patch NLL stored as
   buffers (`nll_mean`, `nll_std`), A_patch = sigmoid((NLL − mean) / std − Z_OFFSET); up-sampled
   bilinearly to H×W. Monotone in the NLL and fixed after training, so thresholds stay valid; a training
@@ -137,13 +138,16 @@ class VTADL(nn.Module):
         self.nll_std.lerp_(std, weight)
         self.nll_updates += 1
 
+    def encode(self, x: Tensor) -> Tensor:
+        """x (B, C, H, W) in [0, 1] → patch embeddings (B, N, D) after the transformer and its LayerNorm."""
+        tokens = self.embed(x).flatten(2).transpose(1, 2) + self.position
+        return self.encoder(tokens)
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], patch_nll (B, N),
-        anomaly_map and
+        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], patch_nll (B, N), anomaly_map and
         smoothed_map (B, 1, H, W) in [0, 1], score (B,) = max of the smoothed map, score_reconstruction (B,)
         = mean squared reconstruction error (the global, reconstruction-based score)."""
-        tokens = self.embed(x).flatten(2).transpose(1, 2) + self.position
-        tokens = self.encoder(tokens)
+        tokens = self.encode(x)
         grid = tokens.transpose(1, 2).unflatten(2, self.grid)
         reconstruction = self.decoder(grid)
         patch_nll = self.density(tokens.detach())
