@@ -50,6 +50,12 @@ def test_train_test_predict_round_trip(make_config, builtin_category, tmp_path):
         (["train", "--data-root", ".", "--set", "train.bogus=1"], "train.bogus"),
         (["test", "/nonexistent/best.pt"], "checkpoint not found"),
         (["train", "--config", "/nonexistent.yaml"], "config file not found"),
+        (["train", "--data-root", ".", "--image-size", "128", "--tile-size", "256"], "larger than image_size"),
+        (["train", "--data-root", ".", "--tile-size", "64", "--tile-stride", "half"], "not a size"),
+        (["train", "--data-root", ".", "--resize", "crop"], "'crop' is not one of 'stretch', 'fit'"),
+        # accepted tiling options (512x1280 is too large without tiles): the run only fails on the missing data
+        (["train", "--data-root", "/nonexistent/data", "--image-size", "512x1280", "--resize", "fit",
+          "--tile-size", "256", "--tile-stride", "128"], "/nonexistent/data"),
     ],
 )
 def test_bad_input_gives_one_line_errors(args, fragment):

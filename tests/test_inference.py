@@ -69,3 +69,22 @@ def test_predict_folder_without_images_is_a_clear_error(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="contains no images"):
         predictor.predict_folder(tmp_path / "empty", tmp_path / "out")
+
+
+def test_fit_resize_zeroes_maps_on_the_padding_and_scores_the_image_only(trained, tmp_path):
+    loaded = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    fit = Predictor(loaded.model, loaded.cfg.updated({"data.resize": "fit"}), loaded.threshold, loaded.device, False)
+    wide = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)  # fits as rows 0–31 of 64×64
+    batch, valid = fit.prepare(wide)
+    assert batch.shape == (1, 3, 64, 64) and torch.all(batch[:, :, 32:] == 0)
+    assert valid.shape == (1, 64, 64) and valid[0, :32].all() and not valid[0, 32:].any()
+    pred = fit.predict(wide)
+    assert np.all(pred.anomaly_map[0, 32:] == 0) and np.all(pred.smoothed_map[0, 32:] == 0)
+    assert pred.score[0] == pytest.approx(pred.smoothed_map[0, :32].max()) and pred.score[0] > 0
+    unmasked = fit.predict(batch)  # already at size: nothing known about padding
+    assert unmasked.smoothed_map[0, 32:].min() > 0
+    np.testing.assert_array_equal(unmasked.smoothed_map[0, :32], pred.smoothed_map[0, :32])
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    from_file = fit.predict(*fit.load_files([tmp_path / "wide.png"]))
+    np.testing.assert_allclose(from_file.smoothed_map, pred.smoothed_map, atol=1e-6)
+    np.testing.assert_allclose(from_file.score, pred.score, atol=1e-6)

@@ -52,8 +52,8 @@ def test_files_match_torch_predictor_closely(onnx_file, builtin_category, tmp_pa
     paths = sorted((builtin_category / "test").rglob("*.png"))[:4]
     onnx_predictor = OnnxPredictor(onnx_file)
     torch_predictor = Predictor.from_checkpoint(onnx_file.with_suffix(".pt"), device="cpu")
-    got = onnx_predictor.predict(onnx_predictor.load_files(paths))
-    expected = torch_predictor.predict(torch_predictor.load_files(paths))
+    got = onnx_predictor.predict(*onnx_predictor.load_files(paths))
+    expected = torch_predictor.predict(*torch_predictor.load_files(paths))
     # the built-in images are already at model size: no resize difference, so float32 precision
     np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
     np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-4, rtol=0)
@@ -65,10 +65,34 @@ def test_accepts_arrays_and_resizes(onnx_file):
     predictor = OnnxPredictor(onnx_file)
     gray8 = np.random.default_rng(0).integers(0, 255, (80, 100), dtype=np.uint8)
     rgba = np.random.default_rng(1).random((50, 70, 4)).astype(np.float32)
-    assert predictor.prepare(gray8).shape == (1, 3, 64, 64)
+    batch, valid = predictor.prepare(gray8)
+    assert batch.shape == (1, 3, 64, 64) and valid.shape == (1, 64, 64) and valid.all()
     pred = predictor.predict([rgba, rgba])
     assert pred.smoothed_map.shape == (2, 64, 64) and pred.score.shape == (2,)
     np.testing.assert_allclose(pred.score[0], pred.score[1])
+
+
+def test_fit_export_pads_and_zeroes_maps_like_torch(builtin_category, tmp_path):
+    from grdnet.export import export_onnx
+    from grdnet.inference import Predictor
+    from grdnet.models import build_model
+    from grdnet.onnx_predictor import OnnxPredictor
+    from grdnet.training.checkpoint import save_checkpoint
+
+    from support import tiny_config
+
+    cfg = tiny_config(builtin_category, tmp_path).updated({"data.resize": "fit"})
+    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "threshold": 0.5}, tmp_path / "best.pt")
+    onnx_predictor = OnnxPredictor(export_onnx(tmp_path / "best.pt", parity=False).path)
+    assert onnx_predictor.resize == "fit" and onnx_predictor.metadata["resize"] == "fit"
+    tall = np.random.default_rng(0).integers(0, 255, (64, 32), dtype=np.uint8)  # fits as columns 0–31 of 64×64
+    batch, valid = onnx_predictor.prepare(tall)
+    assert np.all(batch[:, :, :, 32:] == 0) and valid[0, :, :32].all() and not valid[0, :, 32:].any()
+    got = onnx_predictor.predict(tall)
+    assert np.all(got.anomaly_map[:, :, 32:] == 0) and np.all(got.smoothed_map[:, :, 32:] == 0)
+    expected = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu").predict(tall)
+    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
 
 
 def test_foreign_file_is_a_clear_error(tmp_path):

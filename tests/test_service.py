@@ -6,10 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from grdnet.cli import main
+from grdnet.config import RunConfig
 from grdnet.data.builtin import make_builtin_dataset
 from grdnet.inference import Predictor
 from grdnet.records import InspectionLog, sha256_file
@@ -124,6 +126,26 @@ def test_concurrent_requests_share_a_batch(served, png):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: client.post("/inspect", content=png).status_code, range(16)))
     assert statuses == [200] * 16 and max(sizes[start:]) > 1
+
+
+class Darkness(torch.nn.Module):
+    """Stand-in model whose anomaly map is 1 − brightness: black "fit" padding looks fully anomalous."""
+
+    def forward(self, x):
+        anomaly_map = 1 - x.mean(dim=1, keepdim=True)
+        return {"anomaly_map": anomaly_map, "smoothed_map": anomaly_map, "score": anomaly_map.flatten(1).amax(1)}
+
+
+def test_fit_resize_leaves_the_padding_out_of_the_score():
+    cfg = RunConfig().updated({"data.image_size": [64, 64], "data.resize": "fit", "train.device": "cpu"})
+    predictor = Predictor(Darkness(), cfg, threshold=0.5, device=torch.device("cpu"), bf16=False)
+    white = io.BytesIO()
+    Image.fromarray(np.full((32, 64), 255, np.uint8)).save(white, format="PNG")  # fits as the top half of 64×64
+    with TestClient(create_app(predictor, "sha", max_wait_ms=1)) as client:
+        plain = client.post("/inspect", content=white.getvalue(), headers={"content-type": "image/png"}).json()
+        with_roi = client.post("/inspect", files={"file": ("a.png", white.getvalue()), "roi": ("r.png", white.getvalue())}).json()
+    assert plain["score"] == 0.0 and plain["decision"] == "ok" and plain["regions"] == []
+    assert with_roi["score"] == 0.0 and with_roi["regions"] == []
 
 
 def test_micro_batcher_groups_and_isolates_failures():

@@ -88,7 +88,12 @@ def main() -> None:
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root (MVTec layout: ROOT/CATEGORY/train/good).")
 @click.option("--category", help="Category folder under the data root.")
 @click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]), help="Folder layout (default mvtec).")
-@click.option("--image-size", help="Resize to SIZE or HEIGHTxWIDTH (multiples of 32, 64–1024).")
+@click.option("--image-size", help="Resize to SIZE or HEIGHTxWIDTH (multiples of 32, 64–1024; with tiles: the whole "
+              "image's working size, up to 8192).")
+@click.option("--resize", type=click.Choice(["stretch", "fit"]),
+              help="stretch to --image-size (default), or fit inside it keeping the aspect ratio, zero-padded.")
+@click.option("--tile-size", help="Train and run the model on SIZE or HEIGHTxWIDTH tiles of the image (multiples of 32).")
+@click.option("--tile-stride", help="Step between inference tiles, SIZE or HEIGHTxWIDTH (default: half the tile).")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 = grayscale, 3 = RGB.")
 @click.option("--roi", type=click.Path(path_type=Path), help="ROI for training images: a folder mirroring image paths, or one mask file.")
 @click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images (evaluation inside the ROI).")
@@ -108,9 +113,9 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
 @click.option("--set", "sets", multiple=True, help="Any setting as section.key=value, e.g. --set loss.roi_on=target.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train(config_path, model, data_root, category, layout, image_size, channels, roi, test_roi, epochs, batch_size, lr,
-          seed, device, precision, compile_, max_minutes, contamination, known_defects, texture, texture_dir, output,
-          resume, sets, quiet) -> None:
+def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels, roi,
+          test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes, contamination, known_defects,
+          texture, texture_dir, output, resume, sets, quiet) -> None:
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile --image-size 256 --epochs 35"""
     from grdnet.training import Trainer
 
@@ -121,7 +126,8 @@ def train(config_path, model, data_root, category, layout, image_size, channels,
     else:
         cfg = RunConfig.for_model(model or "grdnet")
     overrides = {"data.root": data_root and str(data_root), "data.category": category,
-        "data.layout": layout, "data.image_size": parse_size(image_size), "data.channels": channels and int(channels),
+        "data.layout": layout, "data.image_size": parse_size(image_size), "data.resize": resize,
+        "data.tile_size": parse_size(tile_size), "data.tile_stride": parse_size(tile_stride), "data.channels": channels and int(channels),
         "data.roi": roi and str(roi), "data.test_roi": test_roi and str(test_roi), "train.epochs": epochs,
         "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed, "train.device": device,
         "train.precision": precision, "train.compile": compile_, "train.max_minutes": max_minutes,

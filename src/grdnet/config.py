@@ -39,7 +39,16 @@ class DataConfig(_Section):
     test_roi: Path | None = None
     """ROI for test images (evaluation inside the ROI): folder mirroring test paths or one file; None = whole image."""
     image_size: tuple[int, int] = (256, 256)
-    """(height, width) images are resized to; masks and ROIs are resized with nearest neighbour."""
+    """(height, width) images are resized to (see `resize`); masks and ROIs are resized with nearest neighbour.
+    With `tile_size` it is the working resolution of the whole image, and the model sees tiles of it."""
+    resize: Literal["stretch", "fit"] = "stretch"
+    """"stretch": resize to image_size; "fit": scale uniformly to fit inside image_size, keeping the aspect ratio,
+    and pad the bottom and right with zeros (mask 0 and ROI 0 on the padding; predicted maps are 0 there)."""
+    tile_size: tuple[int, int] | None = None
+    """(height, width) of the tiles the model is built for, trained on (random crops) and run over at inference
+    (overlapping maps averaged); None = the model sees the whole image at image_size."""
+    tile_stride: tuple[int, int] | None = None
+    """Step between inference tiles, between 1 and tile_size per side; None = half the tile size."""
     channels: Literal[1, 3] = 3
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of normal training images held out as validation (thresholds, checkpoint choice)."""
@@ -51,6 +60,29 @@ class DataConfig(_Section):
     known_defects: Path | None = None
     """Folder of a few real defect images (masks as `<stem>_mask.png` beside them or in `masks/`) used in training."""
     num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_tiles(self) -> "DataConfig":
+        if self.tile_size is None:
+            if self.tile_stride is not None:
+                raise ValueError("tile_stride is set without tile_size; set data.tile_size too or remove tile_stride")
+            return self
+        if any(tile > side for tile, side in zip(self.tile_size, self.image_size)):
+            raise ValueError(
+                f"tile_size {self.tile_size} is larger than image_size {self.image_size} on a side; "
+                "use a smaller tile_size or a larger image_size"
+            )
+        if self.tile_stride is not None and not all(1 <= step <= tile for step, tile in zip(self.tile_stride, self.tile_size)):
+            raise ValueError(
+                f"tile_stride {self.tile_stride} must be between 1 and tile_size {self.tile_size} on each side "
+                "(a larger step leaves pixels unseen); lower tile_stride or remove it (default: half the tile)"
+            )
+        return self
+
+    @property
+    def model_size(self) -> tuple[int, int]:
+        """(height, width) the model and the training synthesizer are built for: tile_size, else image_size."""
+        return tuple(self.tile_size or self.image_size)
 
 
 class SynthesisConfig(_Section):
@@ -172,6 +204,14 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 """Per-method defaults (dotted keys) that differ from GRD-Net's, e.g. DRAEM's widths and schedule."""
 
 
+MAP_SCORED_MODELS = ("grdnet", "draem", "vtadl")
+"""Methods whose image score is the maximum of their smoothed anomaly map: they can be tiled, and "fit" padding
+can be left out of their score. GANomaly (latent distance) and kdgan (search loss) score whole images."""
+
+MAX_TILED_IMAGE_SIDE = 8192
+"""Largest image_size side when tiling (without tiles, image_size is the model size: at most 1024)."""
+
+
 class RunConfig(_Section):
     """Everything a run needs; stored resolved beside its checkpoints."""
 
@@ -184,11 +224,21 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _check_size(self) -> "RunConfig":
-        for side in self.data.image_size:
-            if side % 32 or not 64 <= side <= 1024:
-                raise ValueError(
-                    f"image_size sides must be multiples of 32 between 64 and 1024, got {self.data.image_size}"
-                )
+        data = self.data
+        field = "tile_size" if data.tile_size else "image_size"
+        if any(side % 32 or not 64 <= side <= 1024 for side in data.model_size):
+            raise ValueError(f"{field} sides must be multiples of 32 between 64 and 1024, got {data.model_size}")
+        if data.tile_size is None:
+            return self
+        if max(data.image_size) > MAX_TILED_IMAGE_SIDE:
+            raise ValueError(
+                f"image_size {data.image_size} has a side over {MAX_TILED_IMAGE_SIDE}; use a smaller data.image_size"
+            )
+        if self.model.name not in MAP_SCORED_MODELS:
+            raise ValueError(
+                f"model '{self.model.name}' cannot be tiled (its image score is not the maximum of its anomaly map, "
+                f"so tile scores cannot be stitched); remove data.tile_size or use {', '.join(MAP_SCORED_MODELS)}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

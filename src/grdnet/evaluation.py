@@ -30,30 +30,33 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
     """Predict every test sample and evaluate with the predictor's (validation-calibrated) threshold.
 
     With `use_rois`, an image counts as defective only when its defect touches the ROI, and pixel metrics
-    are computed inside the ROI.
+    are computed inside the ROI; without, "fit" padding is still left out of the pixel metrics.
     """
     cfg = predictor.cfg
-    dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels)
+    dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    images, scores, maps, masks, rois = [], [], [], [], []
+    images, scores, maps, masks, rois, valids = [], [], [], [], [], []
     extra: dict[str, list[np.ndarray]] = {}
     for batch in loader:
-        pred = predictor.predict(batch["image"])
+        valid = batch["valid"][:, 0].numpy()
+        pred = predictor.predict(batch["image"], valid)
         scores.append(pred.score)
         for name, values in pred.extra_scores.items():
             extra.setdefault(name, []).append(values)
         maps.append(pred.smoothed_map)
         masks.append(batch["mask"][:, 0].numpy())
         rois.append(batch["roi"][:, 0].numpy())
+        valids.append(valid)
         images.append(batch["image"].numpy())
     score = np.concatenate(scores)
     smoothed = np.concatenate(maps)
     mask = np.concatenate(masks)
     roi = np.concatenate(rois) if use_rois else None
+    scored_region = np.concatenate(valids) if roi is None and cfg.data.resize == "fit" else roi
     labels = np.array([s.label for s in samples])
     defect_types = [s.defect_type for s in samples]
-    metrics = evaluate(score, labels, smoothed, mask, roi, threshold=predictor.threshold, defect_types=defect_types)
-    counted = effective_labels(labels, mask, roi)
+    metrics = evaluate(score, labels, smoothed, mask, scored_region, threshold=predictor.threshold, defect_types=defect_types)
+    counted = effective_labels(labels, mask, scored_region)
     for name, values in extra.items():
         metrics[f"image_AUROC_{name}"] = image_auroc(np.concatenate(values), counted)
     records = [

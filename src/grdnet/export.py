@@ -1,7 +1,8 @@
 """Export a checkpoint's inference forward (maps, smoothing and score inside the graph) to ONNX.
 
 The file carries its own metadata (`metadata_props`, keys `grdnet.*`: resolved config, threshold, input
-size, channels, version, checkpoint SHA-256), so `grdnet.onnx_predictor.OnnxPredictor` needs nothing else.
+size, resize mode, channels, version, checkpoint SHA-256), so `grdnet.onnx_predictor.OnnxPredictor` needs
+nothing else. A run trained on tiles is exported with its tiling (`grdnet.tiling.TiledModel`) in the graph.
 """
 
 from __future__ import annotations
@@ -69,13 +70,20 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     from grdnet.config import RunConfig
     from grdnet.models import build_model
     from grdnet.onnx_predictor import FORMAT
+    from grdnet.tiling import wrap_for_inference
     from grdnet.training.checkpoint import load_checkpoint
 
     source = checkpoint_file(checkpoint)
     state = load_checkpoint(source)
     cfg = RunConfig.from_dict(state["config"], source=f"{source} (stored config)")
-    model = build_model(cfg).eval()
-    model.load_state_dict(state["model"])
+    if dynamic_size and cfg.data.tile_size is not None:
+        raise ConfigError(
+            f"--dynamic-size: {source} was trained on tiles (data.tile_size), which are laid out for "
+            f"{cfg.data.image_size[0]}x{cfg.data.image_size[1]} images only; export without --dynamic-size"
+        )
+    trained = build_model(cfg)
+    trained.load_state_dict(state["model"])
+    model = wrap_for_inference(trained, cfg).eval()
     size = tuple(cfg.data.image_size)
     example = torch.rand(2, cfg.data.channels, *size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -98,6 +106,7 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
         "config": json.dumps(cfg.to_dict()),
         "threshold": repr(threshold),
         "image_size": json.dumps(list(size)),
+        "resize": cfg.data.resize,
         "channels": str(cfg.data.channels),
         "dynamic_size": json.dumps(dynamic_size),
         "outputs": json.dumps(names),
@@ -152,7 +161,8 @@ def _write_metadata(path: Path, values: dict[str, str]) -> None:
 
 
 def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Tensor, str]:
-    """Up to `count` images of the stored dataset (test split, else train) at model size, and a description."""
+    """Up to `count` images of the stored dataset (test split, else train) resized into data.image_size as
+    training read them (data.resize), and a description."""
     import torch
 
     from grdnet.data import index_dataset, read_image
@@ -161,7 +171,7 @@ def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Ten
         index = index_dataset(cfg.data, check_images=False)
         samples = (index.test or index.train)[:count]
         if samples:
-            images = torch.stack([read_image(s.image, cfg.data.channels, tuple(cfg.data.image_size)) for s in samples])
+            images = torch.stack([read_image(s.image, cfg.data.channels, cfg.data.image_size, cfg.data.resize) for s in samples])
             return images, f"{len(samples)} images from {cfg.data.root}"
         reason = "the dataset has no images"
     except (GrdnetError, OSError) as error:

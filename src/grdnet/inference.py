@@ -1,7 +1,8 @@
 """`Predictor`: a trained checkpoint → anomaly maps, smoothed maps, image scores and pass/fail decisions.
 
-Only the inference path of the model runs (for GRD-Net: E1, decoder and segmenter). A checkpoint is
-self-contained (config and threshold inside) and is read with `weights_only=True`.
+Only the inference path of the model runs (for GRD-Net: E1, decoder and segmenter), over tiles when the
+run was trained on tiles (`grdnet.tiling`). A checkpoint is self-contained (config and threshold inside) and
+is read with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from grdnet.config import RunConfig
-from grdnet.data import read_image
+from grdnet.config import MAP_SCORED_MODELS, RunConfig
+from grdnet.data import read_image_with_valid, resize_image
 from grdnet.models import build_model
-from grdnet.predictions_io import Prediction, list_images, write_predictions
+from grdnet.pixels import content_mask
+from grdnet.predictions_io import Prediction, build_prediction, list_images, write_predictions
 from grdnet.runtime import autocast, resolve_device, uses_bf16
+from grdnet.tiling import wrap_for_inference
 from grdnet.training.checkpoint import load_checkpoint
 
 
@@ -27,7 +29,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, threshold: float, device: torch.device, bf16: bool,
                  source: str = "") -> None:
-        self.model = model.eval().to(device)
+        self.model = wrap_for_inference(model, cfg).eval().to(device)
         self.cfg = cfg
         self.threshold = float(threshold)
         self.device = device
@@ -49,25 +51,27 @@ class Predictor:
         return tuple(self.cfg.data.image_size)
 
     # ---------------------------------------------------------------- inputs
-    def prepare(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-        """Arrays or tensors → (B,C,H,W) float in [0,1] at the model's size and channel count.
+    def prepare(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
+        """Arrays or tensors → (batch (B,C,H,W) float in [0,1] resized into image_size (data.resize) with the
+        model's channel count, valid (B,H,W) float32: 1 where the image lies, 0 on "fit" padding).
 
-        Accepts a (B,C,H,W) tensor in [0,1], or arrays (H,W) / (H,W,C) of uint8, uint16 or float in [0,1].
+        Accepts a (B,C,H,W) / (C,H,W) tensor in [0,1], or arrays (H,W) / (H,W,C) of uint8, uint16 or float in
+        [0,1] (one array or a list; sizes may differ).
         """
         if isinstance(images, torch.Tensor):
             batch = images.float()
-            if batch.ndim == 3:
-                batch = batch.unsqueeze(0)
+            tensors = list(batch.unsqueeze(0) if batch.ndim == 3 else batch)
         else:
             single = isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and not _is_batch(images)))
-            arrays = [images] if single else list(images)
-            batch = torch.stack([self._array_to_tensor(a) for a in arrays])
-        channels = self.cfg.data.channels
-        if batch.shape[1] != channels:
-            batch = batch.mean(dim=1, keepdim=True) if channels == 1 else batch[:, :1].expand(-1, 3, -1, -1)
-        if tuple(batch.shape[-2:]) != self.image_size:
-            batch = F.interpolate(batch, size=self.image_size, mode="bilinear", align_corners=False, antialias=True)
-        return batch.clamp(0, 1)
+            tensors = [self._array_to_tensor(a) for a in ([images] if single else list(images))]
+        channels, resize = self.cfg.data.channels, self.cfg.data.resize
+        prepared, valid = [], []
+        for image in tensors:
+            if image.shape[0] != channels:
+                image = image.mean(dim=0, keepdim=True) if channels == 1 else image[:1].expand(3, -1, -1)
+            prepared.append(resize_image(image, self.image_size, resize))
+            valid.append(content_mask(image.shape[-2], image.shape[-1], self.image_size, resize))
+        return torch.stack(prepared).clamp(0, 1), np.stack(valid)
 
     @staticmethod
     def _array_to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -86,30 +90,30 @@ class Predictor:
 
     # ---------------------------------------------------------------- prediction
     @torch.no_grad()
-    def predict(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray]) -> Prediction:
-        """Predict one batch (see `prepare` for accepted inputs)."""
-        batch = self.prepare(images).to(self.device, non_blocking=True)
+    def predict(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None) -> Prediction:
+        """Predict one batch (see `prepare` for accepted inputs); maps are 0 on "fit" padding.
+
+        `valid` (B,H,W) overrides the padding mask `prepare` derives from the inputs' sizes: pass the one from
+        `load_files` (or `ImageDataset`'s `valid`) for images that were resized already.
+        """
+        batch, derived = self.prepare(images)
+        batch = batch.to(self.device, non_blocking=True)
         if self.device.type == "cuda" and self.cfg.train.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.bf16):
             out = self.model(batch)
-        score = out["score"].float().cpu().numpy()
-        return Prediction(
-            anomaly_map=out["anomaly_map"].float().cpu().numpy()[:, 0],
-            smoothed_map=out["smoothed_map"].float().cpu().numpy()[:, 0],
-            score=score,
-            decision=score >= self.threshold,
-            extra_scores={k[len("score_"):]: v.float().cpu().numpy() for k, v in out.items() if k.startswith("score_")},
-        )
+        outputs = {k: v.float().cpu().numpy() for k, v in out.items() if k in ("anomaly_map", "smoothed_map") or k.startswith("score")}
+        return build_prediction(outputs, self.threshold, derived if valid is None else valid,
+                                score_from_map=self.cfg.model.name in MAP_SCORED_MODELS)
 
-    def load_files(self, paths: Sequence[Path], workers: int = 8) -> torch.Tensor:
-        """Decode and resize image files in parallel threads → (N,C,H,W)."""
-        def load(path: Path) -> torch.Tensor:
-            image = read_image(path, self.cfg.data.channels)
-            return F.interpolate(image[None], size=self.image_size, mode="bilinear", align_corners=False, antialias=True)[0]
+    def load_files(self, paths: Sequence[Path], workers: int = 8) -> tuple[torch.Tensor, np.ndarray]:
+        """Decode and resize image files in parallel threads → (images (N,C,H,W), valid (N,H,W), see `prepare`)."""
+        def load(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+            return read_image_with_valid(path, self.cfg.data.channels, self.image_size, self.cfg.data.resize)
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return torch.stack(list(pool.map(load, paths)))
+            loaded = list(pool.map(load, paths))
+        return torch.stack([image for image, _ in loaded]), torch.cat([valid for _, valid in loaded]).numpy()
 
     def predict_files(self, paths: Sequence[Path], batch_size: int = 32) -> Iterator[tuple[list[Path], torch.Tensor, Prediction]]:
         """Yield (paths, images (B,C,H,W), Prediction) batch by batch; decoding overlaps with the model."""
@@ -119,10 +123,10 @@ class Predictor:
         with ThreadPoolExecutor(max_workers=1) as prefetch:
             pending = prefetch.submit(self.load_files, chunks[0])
             for i, chunk in enumerate(chunks):
-                images = pending.result()
+                images, valid = pending.result()
                 if i + 1 < len(chunks):
                     pending = prefetch.submit(self.load_files, chunks[i + 1])
-                yield chunk, images, self.predict(images)
+                yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
                        json_output: bool = False) -> Path:

@@ -1,7 +1,7 @@
 """`OnnxPredictor`: runs a file written by `grdnet export` with ONNX Runtime — NumPy, Pillow, no torch.
 
-Threshold, input size and channels come from the file's `grdnet.*` metadata. Files are decoded with
-Pillow and resized with Pillow's bilinear filter, so scores of images that need resizing differ slightly
+Threshold, input size, resize mode ("stretch" / "fit") and channels come from the file's `grdnet.*`
+metadata. Files are decoded with Pillow and resized with Pillow's bilinear filter, so scores of images that need resizing differ slightly
 (order 1e-3) from the PyTorch `Predictor`, which resizes with torch's antialiased bilinear; inputs
 already at the model's size give the same results within float32 precision.
 """
@@ -15,10 +15,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from grdnet.config import MAP_SCORED_MODELS
 from grdnet.errors import CheckpointError, DataError
 from grdnet.extras import require
-from grdnet.pixels import decode_pixels, resize_array, to_channels
-from grdnet.predictions_io import Prediction, list_images, write_predictions
+from grdnet.pixels import content_mask, decode_pixels, resize_array, to_channels
+from grdnet.predictions_io import Prediction, build_prediction, list_images, write_predictions
 
 FORMAT = "grdnet-onnx-v1"
 
@@ -46,11 +47,13 @@ class OnnxPredictor:
         self.config = json.loads(meta["config"])
         self.threshold = float(meta["threshold"])
         self.image_size: tuple[int, int] = tuple(json.loads(meta["image_size"]))
+        self.resize = meta.get("resize", "stretch")  # files exported before "fit" existed stretch
         self.channels = int(meta["channels"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """Arrays → (B,C,H,W) float32 in [0,1] at the model's size and channel count.
+    def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Arrays → (batch (B,C,H,W) float32 in [0,1] resized into the model's input size (its resize mode) with
+        its channel count, valid (B,H,W) float32: 1 where the image lies, 0 on "fit" padding).
 
         Accepts a (B,C,H,W) float batch, or arrays (H,W) / (H,W,C) of uint8, uint16 or float in [0,1].
         """
@@ -59,43 +62,43 @@ class OnnxPredictor:
         else:
             single = isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)))
             batch = [_to_chw(a) for a in ([images] if single else list(images))]
-        prepared = []
+        prepared, valid = [], []
         for image in batch:
             if image.shape[0] != self.channels:
                 image = image.mean(axis=0, keepdims=True) if self.channels == 1 else np.repeat(image[:1], 3, axis=0)
-            prepared.append(resize_array(image, self.image_size))
-        return np.clip(np.stack(prepared), 0.0, 1.0).astype(np.float32)
+            prepared.append(resize_array(image, self.image_size, self.resize))
+            valid.append(content_mask(image.shape[-2], image.shape[-1], self.image_size, self.resize))
+        return np.clip(np.stack(prepared), 0.0, 1.0).astype(np.float32), np.stack(valid)
 
-    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Prediction:
-        """Predict one batch (see `prepare` for accepted inputs)."""
-        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": self.prepare(images)})))
-        score = out["score"].astype(np.float32)
-        return Prediction(
-            anomaly_map=out["anomaly_map"][:, 0],
-            smoothed_map=out["smoothed_map"][:, 0],
-            score=score,
-            decision=score >= self.threshold,
-            extra_scores={k[len("score_"):]: v for k, v in out.items() if k.startswith("score_")},
-        )
+    def predict(self, images: np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None) -> Prediction:
+        """Predict one batch (see `prepare` for accepted inputs); maps are 0 on "fit" padding. `valid` (B,H,W)
+        overrides the padding mask derived from the inputs' sizes (pass the one from `load_files`)."""
+        batch, derived = self.prepare(images)
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": batch})))
+        return build_prediction(out, self.threshold, derived if valid is None else valid,
+                                score_from_map=self.config["model"]["name"] in MAP_SCORED_MODELS)
 
-    def load_files(self, paths: Sequence[Path], workers: int = 8) -> np.ndarray:
-        """Decode and resize image files in parallel threads → (N,C,H,W) float32."""
-        def load(path: Path) -> np.ndarray:
+    def load_files(self, paths: Sequence[Path], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Decode and resize image files in parallel threads → (images (N,C,H,W) float32, valid (N,H,W))."""
+        def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
             try:
                 pixels = decode_pixels(path)
             except Exception as error:  # Pillow raises many types for corrupt files
                 raise DataError(f"{path}: cannot read image ({error or type(error).__name__}); replace or delete the file") from None
-            return resize_array(to_channels(pixels, self.channels), self.image_size)
+            height, width = pixels.shape[:2]
+            image = resize_array(to_channels(pixels, self.channels), self.image_size, self.resize)
+            return image, content_mask(height, width, self.image_size, self.resize)
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return np.stack(list(pool.map(load, paths)))
+            loaded = list(pool.map(load, paths))
+        return np.stack([image for image, _ in loaded]), np.stack([valid for _, valid in loaded])
 
     def predict_files(self, paths: Sequence[Path], batch_size: int = 32) -> Iterator[tuple[list[Path], np.ndarray, Prediction]]:
         """Yield (paths, images (B,C,H,W), Prediction) batch by batch."""
         for start in range(0, len(paths), batch_size):
             chunk = list(paths[start : start + batch_size])
-            images = self.load_files(chunk)
-            yield chunk, images, self.predict(images)
+            images, valid = self.load_files(chunk)
+            yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
                        json_output: bool = False) -> Path:

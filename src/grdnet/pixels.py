@@ -1,4 +1,9 @@
-"""Torch-free image decoding with Pillow and NumPy (shared by `grdnet.data.io` and the ONNX predictor)."""
+"""Torch-free image decoding and resize geometry with Pillow and NumPy (shared by `grdnet.data.io` and the ONNX predictor).
+
+Resize modes: "stretch" resizes to (H, W); "fit" scales uniformly so the image fits inside (H, W), places it
+at the top-left corner and pads the bottom and right with zeros. `content_size` is the one place that
+geometry is computed.
+"""
 
 from __future__ import annotations
 
@@ -45,15 +50,41 @@ def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
-def resize_array(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of (C, H, W) float32 to (C, *size) with Pillow, channel by channel, clipped to [0, 1].
+def content_size(height: int, width: int, size: tuple[int, int], resize: str = "stretch") -> tuple[int, int]:
+    """(h, w) that a height × width image occupies once resized into `size` = (H, W).
+
+    "stretch": all of (H, W). "fit": the largest aspect-preserving size inside (H, W) (at least 1 pixel a side);
+    the image sits at the top-left corner and the rest is zero padding.
+    """
+    if resize == "stretch":
+        return int(size[0]), int(size[1])
+    if resize != "fit":
+        raise ValueError(f"resize must be 'stretch' or 'fit', got {resize!r}")
+    scale = min(size[0] / height, size[1] / width)
+    return min(size[0], max(1, round(height * scale))), min(size[1], max(1, round(width * scale)))
+
+
+def content_mask(height: int, width: int, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
+    """(H, W) float32 mask of where a height × width image lies after resizing into `size`: 1 on it, 0 on padding."""
+    valid = np.zeros(size, dtype=np.float32)
+    rows, cols = content_size(height, width, size, resize)
+    valid[:rows, :cols] = 1.0
+    return valid
+
+
+def resize_array(image: np.ndarray, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
+    """Bilinear resize of (C, h, w) float32 into (C, *size) with Pillow, channel by channel, clipped to [0, 1];
+    "fit" keeps the aspect ratio and zero-pads the bottom and right (see `content_size`).
 
     Pillow's bilinear filter is antialiased like torch's `antialias=True` resize but not bit-identical:
     expect differences of order 1e-3 in the resized pixels.
     """
-    height, width = size
-    if image.shape[-2:] == (height, width):
-        return image.astype(np.float32, copy=False)
-    planes = [np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR))
-              for plane in image]
-    return np.clip(np.stack(planes), 0.0, 1.0).astype(np.float32)
+    rows, cols = content_size(image.shape[-2], image.shape[-1], size, resize)
+    if image.shape[-2:] != (rows, cols):
+        planes = [np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((cols, rows), Image.BILINEAR))
+                  for plane in image]
+        image = np.clip(np.stack(planes), 0.0, 1.0)
+    image = image.astype(np.float32, copy=False)
+    if (rows, cols) == tuple(size):
+        return image
+    return np.pad(image, ((0, 0), (0, size[0] - rows), (0, size[1] - cols)))

@@ -124,9 +124,11 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image") -> np.ndarra
 
 @dataclass
 class Job:
-    """One request inside a batch: the prepared image (1,C,H,W), its ROI (H,W) or None, and its hash."""
+    """One request inside a batch: the prepared image (1,C,H,W), where it lies in it (`valid` (1,H,W), 0 on
+    "fit" padding), its ROI (H,W) or None, and its hash."""
 
     image: Any
+    valid: np.ndarray
     roi: np.ndarray | None
     sha256: str
 
@@ -162,7 +164,6 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     from contextlib import asynccontextmanager
 
     import torch
-    import torch.nn.functional as F
     require("fastapi")
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -170,6 +171,7 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from grdnet.data import resize_mask
     from grdnet.predictions_io import inspection_record
     from grdnet.visualize import overlay
 
@@ -180,7 +182,7 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     stats = Stats()
 
     def run_batch(jobs: list[Job]) -> list[Outcome]:
-        pred = predictor.predict(torch.cat([job.image for job in jobs]))
+        pred = predictor.predict(torch.cat([job.image for job in jobs]), np.concatenate([job.valid for job in jobs]))
         outcomes = []
         for j, job in enumerate(jobs):
             smoothed = pred.smoothed_map[j]
@@ -194,14 +196,14 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
         return outcomes
 
     def prepare(data: bytes, roi_data: bytes | None) -> Job:
-        image = predictor.prepare(decode_image(data, max_pixels))
+        image, valid = predictor.prepare(decode_image(data, max_pixels))
         roi = None
         if roi_data is not None:
             mask = decode_image(roi_data, max_pixels, what="roi")
             mask = mask.mean(axis=-1) if mask.ndim == 3 else mask
             mask = (mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)) > 0.5
-            roi = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(height, width), mode="nearest")[0, 0].numpy()
-        return Job(image, roi, sha256_bytes(data))
+            roi = resize_mask(torch.from_numpy(mask.astype(np.float32))[None], (height, width), predictor.cfg.data.resize)[0].numpy()
+        return Job(image, valid, roi, sha256_bytes(data))
 
     def heatmap_png(job: Job, outcome: Outcome) -> str:
         from PIL import Image

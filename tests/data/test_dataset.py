@@ -36,6 +36,20 @@ def test_no_roi_means_ones_and_gray_channels(mvtec):
     assert torch.all(item["roi"] == 1) and torch.all(item["mask"] == 0)
 
 
+def test_fit_puts_roi_mask_and_valid_to_zero_on_the_padding(tmp_path, files):
+    image = files.image(tmp_path / "wide.png", size=(32, 16))  # width 32, height 16
+    mask = files.mask(tmp_path / "wide_mask.png", size=(32, 16), box=(0, 0, 32, 16))
+    roi = files.mask(tmp_path / "roi.png", size=(32, 16), box=(0, 0, 32, 16))
+    with_roi = ImageDataset([Sample(image, 1, "x", mask, roi)], (32, 32), 3, resize="fit")[0]
+    without_roi = ImageDataset([Sample(image, 0, "good")], (32, 32), 3, resize="fit")[0]
+    for item in (with_roi, without_roi):
+        assert torch.all(item["valid"][:, :16] == 1) and torch.all(item["valid"][:, 16:] == 0)
+        assert torch.all(item["roi"][:, :16] == 1) and torch.all(item["roi"][:, 16:] == 0)
+        assert torch.all(item["image"][:, 16:] == 0) and item["image"][:, :16].sum() > 0
+    assert torch.equal(with_roi["mask"], with_roi["valid"])
+    assert torch.all(ImageDataset([Sample(image, 0, "good")], (32, 32), 3)[0]["valid"] == 1)
+
+
 def test_cache_returns_equal_independent_tensors(mvtec):
     dataset = ImageDataset([Sample(mvtec / "train" / "good" / "000.png", 0, "good")], (16, 16), 3, cache=True)
     first = dataset[0]

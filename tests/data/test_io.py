@@ -12,6 +12,7 @@ from grdnet.data.io import (
     is_image_file,
     probe_image,
     read_image,
+    read_image_with_valid,
     read_mask,
     resize_image,
     resize_mask,
@@ -128,6 +129,20 @@ def test_resize_is_identity_at_same_size():
     down = resize_image(torch.ones(1, 32, 32), (8, 8))
     assert down.shape == (1, 8, 8) and torch.allclose(down, torch.ones_like(down))
     assert resize_mask(torch.ones(1, 4, 4), (8, 8)).shape == (1, 8, 8)
+
+
+def test_fit_keeps_aspect_and_pads_images_and_masks_with_zeros(tmp_path):
+    path = _save(tmp_path, "wide.png", Image.fromarray(np.full((50, 125), 200, np.uint8)))  # 50 × 125 (H × W)
+    image, valid = read_image_with_valid(path, 1, (64, 128), "fit")
+    assert image.shape == (1, 64, 128) and valid.shape == (1, 64, 128)
+    assert torch.allclose(image[:, :51], torch.full((1, 51, 128), 200 / 255), atol=1e-3)  # 50 · 128/125 = 51.2 rows
+    assert torch.all(image[:, 51:] == 0) and torch.all(valid[:, :51] == 1) and torch.all(valid[:, 51:] == 0)
+    mask = resize_mask(torch.ones(1, 50, 125), (64, 128), "fit")
+    assert torch.equal(mask, valid)
+    stretched, everywhere = read_image_with_valid(path, 1, (64, 128))
+    assert torch.all(stretched > 0.7) and torch.all(everywhere == 1)
+    tall = resize_image(torch.ones(3, 80, 40), (64, 64), "fit")
+    assert torch.allclose(tall[:, :, :32], torch.ones(3, 64, 32)) and torch.all(tall[:, :, 32:] == 0)
 
 
 def test_truncated_and_missing_files_raise_data_error(tmp_path):

@@ -56,6 +56,7 @@ def test_cli_report_is_one_self_contained_page(report, builtin_category):
     for defect_type in {p.parent.name for p in test_images}:
         assert f"<td>{defect_type}</td>" in page
     assert "image_AUROC" in page and "grdnet" in page
+    assert "<td>resize</td><td>stretch</td>" in page and "<td>tiles (H×W)</td><td>none (whole image)</td>" in page
 
 
 def evaluation(scores, labels):

@@ -59,7 +59,7 @@ def test_grdnet_segmenter_gets_the_known_defects_as_positives(make_config, known
     cfg = with_known(make_config(epochs=1, batch_size=BATCH), known_dir)
     index = small_index(cfg)
     assert len(index.known_defects) == KNOWN and all(s.mask is not None for s in index.known_defects)
-    known_masks = load_tensors(index.known_defects, cfg, with_masks=True)["mask"]
+    known_masks = load_tensors(index.known_defects, cfg, ("image", "mask", "roi"))["mask"]
     calls = []
     original = losses.segmentation_loss
 
@@ -83,7 +83,7 @@ def test_kdgan_discriminator_penalises_known_defects_with_gamma(make_config, kno
     cfg = with_known(make_config(batch_size=BATCH), known_dir, "kdgan")
     index = small_index(cfg)
     train = load_tensors(index.train[:BATCH], cfg)
-    known = load_tensors(index.known_defects, cfg, with_masks=True)
+    known = load_tensors(index.known_defects, cfg, ("image", "mask", "roi"))
     batch = {**train, **{f"known_{k}": v for k, v in known.items()}}
     torch.manual_seed(0)
     model = build_model(cfg)

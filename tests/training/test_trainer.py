@@ -59,6 +59,41 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(make_config):
     assert_same_weights(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
 
 
+def tiled(cfg):
+    """The same run on 64-px tiles of the images read at 96 px."""
+    return cfg.updated({"data.image_size": [96, 96], "data.tile_size": [64, 64]})
+
+
+def test_tile_crops_follow_the_seed_and_keep_image_and_roi_aligned(make_config):
+    trainer = Trainer(tiled(make_config("tiles")), show_progress=False)
+    trainer._build()
+    indices = torch.arange(4)
+    first, again, next_step = (trainer._batch(indices, 0, step) for step in (0, 0, 1))
+    assert first["image"].shape == (4, 3, 64, 64) and first["roi"].shape == (4, 1, 64, 64)
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["roi"], again["roi"])
+    assert not torch.equal(first["image"], next_step["image"])
+    for i in range(4):
+        full_image, full_roi = trainer.train_data["image"][i], trainer.train_data["roi"][i]
+        windows = [(top, left) for top in range(33) for left in range(33)
+                   if torch.equal(full_image[:, top : top + 64, left : left + 64], first["image"][i])]
+        assert windows, f"tile {i} is not a window of its image"
+        assert any(torch.equal(full_roi[:, top : top + 64, left : left + 64], first["roi"][i]) for top, left in windows)
+
+
+def test_tiled_ctrl_c_mid_epoch_resume_is_exact(make_config):
+    full = Trainer(tiled(make_config("full", epochs=1)), show_progress=False).fit()
+
+    def interrupt(epoch, step):
+        if (epoch, step) == (0, 2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiled(make_config("cut", epochs=1)), show_progress=False, step_callback=interrupt).fit()
+    assert load_checkpoint(make_config("cut").train.output_dir / "last.pt")["step"] == 3
+    resumed = Trainer(tiled(make_config("cut", epochs=1)), resume=True, show_progress=False).fit()
+    assert_same_weights(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
+
+
 def test_resume_refuses_changed_settings(make_config):
     Trainer(make_config("run", epochs=1), show_progress=False).fit()
     changed = make_config("run", epochs=2, lr=5e-4)

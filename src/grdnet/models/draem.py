@@ -58,9 +58,9 @@ class DRAEM(nn.Module):
         model = cfg.model
         norm = norm_from_extra(model.extra, "draem")
         multiple = max(2**NUM_STAGES, 2**model.segmenter_levels)
-        if any(side % multiple for side in cfg.data.image_size):
+        if any(side % multiple for side in cfg.data.model_size):
             raise ConfigError(
-                f"data.image_size: {tuple(cfg.data.image_size)} is not divisible by {multiple} "
+                f"data.image_size (data.tile_size when tiling): {tuple(cfg.data.model_size)} is not divisible by {multiple} "
                 f"(DRAEM with segmenter_levels={model.segmenter_levels}); use multiples of {multiple} or fewer levels"
             )
         return cls(

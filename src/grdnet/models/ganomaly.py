@@ -164,13 +164,13 @@ class GANomaly(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GANomaly:
-        """Build from a `RunConfig`: data.channels / image_size, model.latent_dim / base_width / max_width,
+        """Build from a `RunConfig`: data.channels / model_size, model.latent_dim / base_width / max_width,
         scoring.smoothing_kernel (model.extra must be empty)."""
         if cfg.model.extra:
             raise ConfigError(f"model.extra: GANomaly takes no extra options, got {sorted(cfg.model.extra)}; remove them")
         return cls(
             in_channels=cfg.data.channels,
-            image_size=cfg.data.image_size,
+            image_size=cfg.data.model_size,
             latent_dim=cfg.model.latent_dim,
             base_width=cfg.model.base_width,
             max_width=cfg.model.max_width,

@@ -172,7 +172,7 @@ class GRDNet(nn.Module):
         multiple = max(2**NUM_STAGES, 2**segmenter_levels)
         if any(side % multiple for side in image_size):
             raise ConfigError(
-                f"data.image_size: {tuple(image_size)} is not divisible by {multiple} "
+                f"data.image_size (data.tile_size when tiling): {tuple(image_size)} is not divisible by {multiple} "
                 f"(GRD-Net with segmenter_levels={segmenter_levels}); use multiples of {multiple} or fewer levels"
             )
         self.image_size = tuple(image_size)
@@ -186,12 +186,12 @@ class GRDNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GRDNet:
-        """Build from a `RunConfig` (data.channels / image_size, model.*, scoring.smoothing_kernel)."""
+        """Build from a `RunConfig` (data.channels / model_size, model.*, scoring.smoothing_kernel)."""
         model = cfg.model
         norm = norm_from_extra(model.extra, "grdnet")
         return cls(
             in_channels=cfg.data.channels,
-            image_size=cfg.data.image_size,
+            image_size=cfg.data.model_size,
             base_width=model.base_width,
             max_width=model.max_width,
             bottleneck=model.bottleneck,

@@ -60,7 +60,7 @@ class KDGAN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> KDGAN:
-        """Build from a `RunConfig` (data.channels / image_size, model widths and latent_dim, model.extra)."""
+        """Build from a `RunConfig` (data.channels / model_size, model widths and latent_dim, model.extra)."""
         extra = cfg.model.extra
         unknown = sorted(set(extra) - EXTRA_OPTIONS)
         if unknown:
@@ -73,7 +73,7 @@ class KDGAN(nn.Module):
             raise ConfigError(f"model.extra.search_lambda: must be in [0, 1], got {lam}")
         return cls(
             in_channels=cfg.data.channels,
-            image_size=cfg.data.image_size,
+            image_size=cfg.data.model_size,
             base_width=cfg.model.base_width,
             max_width=cfg.model.max_width,
             latent_dim=cfg.model.latent_dim,

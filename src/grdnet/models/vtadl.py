@@ -107,7 +107,7 @@ class VTADL(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> VTADL:
-        """Build from a `RunConfig`: data.channels / image_size, model.base_width (= D), model.extra."""
+        """Build from a `RunConfig`: data.channels / model_size, model.base_width (= D), model.extra."""
         extra = cfg.model.extra
         unknown = sorted(set(extra) - set(EXTRA_DEFAULTS))
         if unknown:
@@ -116,15 +116,15 @@ class VTADL(nn.Module):
         dim, patch = cfg.model.base_width, options["patch_size"]
         if not isinstance(patch, int) or patch < 2 or patch & (patch - 1):
             raise ConfigError(f"model.extra.patch_size: must be a power of two >= 2, got {patch!r}")
-        if any(side % patch for side in cfg.data.image_size):
+        if any(side % patch for side in cfg.data.model_size):
             raise ConfigError(
-                f"data.image_size: {tuple(cfg.data.image_size)} is not divisible by the patch size {patch}; "
+                f"data.image_size (data.tile_size when tiling): {tuple(cfg.data.model_size)} is not divisible by the patch size {patch}; "
                 "change model.extra.patch_size or the image size"
             )
         if dim % options["heads"]:
             raise ConfigError(f"model.base_width: {dim} (VT-ADL embedding dim) must be divisible by model.extra.heads {options['heads']}")
         return cls(
-            cfg.data.channels, cfg.data.image_size, dim, patch, options["depth"], options["heads"],
+            cfg.data.channels, cfg.data.model_size, dim, patch, options["depth"], options["heads"],
             options["components"], cfg.scoring.smoothing_kernel,
         )  # fmt: skip
 

@@ -177,7 +177,9 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, cfg: RunConfig, th
     config_rows = [
         ["model", cfg.model.name], ["checkpoint", str(checkpoint)], ["data root", str(cfg.data.root)],
         ["category", cfg.data.category or "—"], ["layout", cfg.data.layout],
-        ["image size (H×W)", "×".join(map(str, cfg.data.image_size))], ["channels", cfg.data.channels],
+        ["image size (H×W)", "×".join(map(str, cfg.data.image_size))], ["resize", cfg.data.resize],
+        ["tiles (H×W)", "×".join(map(str, cfg.data.tile_size)) if cfg.data.tile_size else "none (whole image)"],
+        ["channels", cfg.data.channels],
         ["test ROI", str(cfg.data.test_roi) if evaluation.rois is not None else "none (whole image)"],
         ["threshold", threshold], ["smoothing kernel", cfg.scoring.smoothing_kernel],
         ["training epochs", cfg.train.epochs], ["seed", cfg.train.seed],

@@ -16,7 +16,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from rich.console import Console
@@ -27,6 +27,7 @@ from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
 from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
+from grdnet.tiling import random_tile_crops
 from grdnet.training.checkpoint import load_checkpoint, save_checkpoint
 from grdnet.training.distributed import DistributedContext
 from grdnet.training.recipes import StepContext, build_recipe
@@ -71,16 +72,15 @@ class TrainResult:
     stopped: str = "completed"
 
 
-def load_tensors(samples: list[Sample], cfg: RunConfig, with_masks: bool = False) -> dict[str, torch.Tensor]:
-    """Decode `samples` into stacked CPU tensors: `image` (N,C,H,W), `roi` (N,1,H,W)[, `mask` (N,1,H,W)]."""
-    dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels)
+def load_tensors(samples: list[Sample], cfg: RunConfig, keys: Sequence[str] = ("image", "roi")) -> dict[str, torch.Tensor]:
+    """Decode `samples` into stacked CPU tensors of the `ImageDataset` items named by `keys`: `image` (N,C,H,W),
+    `roi`, `mask`, `valid` (N,1,H,W)."""
+    dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
     with ThreadPoolExecutor(max_workers=max(1, cfg.data.num_workers or 4)) as pool:
         items = list(pool.map(dataset.__getitem__, range(len(dataset))))
-    keys = ["image", "roi"] + (["mask"] if with_masks else [])
     if not items:
-        c, (h, w) = cfg.data.channels, cfg.data.image_size
-        shapes = {"image": (0, c, h, w), "roi": (0, 1, h, w), "mask": (0, 1, h, w)}
-        return {k: torch.zeros(shapes[k]) for k in keys}
+        (h, w) = cfg.data.image_size
+        return {k: torch.zeros(0, cfg.data.channels if k == "image" else 1, h, w) for k in keys}
     return {k: torch.stack([item[k] for item in items]) for k in keys}
 
 
@@ -148,17 +148,18 @@ class Trainer:
         self.recipe = build_recipe(self.model, cfg, context)
         self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
         self.train_data = load_tensors(self.index.train, cfg)
-        self.known = load_tensors(self.index.known_defects, cfg, with_masks=True) if self.index.known_defects else None
-        validation = load_tensors(self.index.validation, cfg)
-        if len(validation["image"]) == 0:
+        known = self.index.known_defects
+        self.known = load_tensors(known, cfg, ("image", "mask", "roi")) if known else None
+        validation_samples = self.index.validation
+        if not validation_samples:
             warnings.warn(
                 "no validation images (data.val_fraction = 0): validating on training images instead, so the "
                 "threshold under-estimates false alarms; set data.val_fraction > 0 for a sound threshold",
                 stacklevel=2,
             )
-            count = max(1, min(64, len(self.train_data["image"])))
-            validation = {k: v[:count] for k, v in self.train_data.items()}
-        self.validator = Validator(validation["image"], validation["roi"], cfg, self.device, self.bf16)
+            validation_samples = self.index.train[:64]
+        validation = load_tensors(validation_samples, cfg, ("image", "roi", "valid"))
+        self.validator = Validator(validation["image"], validation["roi"], validation["valid"], cfg, self.device, self.bf16)
 
     def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.cfg.train.compile:
@@ -230,15 +231,24 @@ class Trainer:
         return [shard[i * size : (i + 1) * size] for i in range(count)]
 
     def _batch(self, indices: torch.Tensor, epoch: int, step: int) -> dict[str, torch.Tensor]:
-        batch = {k: v[indices].to(self.device, non_blocking=True) for k, v in self.train_data.items()}
+        """The step's training batch on the device: `image`, `roi` (+ `known_image`, `known_mask`, `known_roi`),
+        cropped to random `data.tile_size` windows when tiling (known defects: windows on their defect)."""
+        cpu, seed = torch.device("cpu"), self.cfg.train.seed
+        batch = {k: v[indices] for k, v in self.train_data.items()}
+        known = None
         if self.known is not None:
             n_known = len(self.known["image"])
-            pick = torch.randint(
-                n_known, (min(len(indices), n_known),),
-                generator=make_generator(torch.device("cpu"), self.cfg.train.seed, epoch, step, 2),
-            )
-            for key in ("image", "mask", "roi"):
-                batch[f"known_{key}"] = self.known[key][pick].to(self.device, non_blocking=True)
+            pick = torch.randint(n_known, (min(len(indices), n_known),), generator=make_generator(cpu, seed, epoch, step, 2))
+            known = {key: values[pick] for key, values in self.known.items()}
+        tile_size = self.cfg.data.tile_size
+        if tile_size is not None:
+            crops = make_generator(cpu, seed, epoch, step, self.dist.rank, 4)
+            batch = random_tile_crops(batch, tile_size, crops)
+            if known is not None:
+                known = random_tile_crops(known, tile_size, crops, focus=known["mask"])
+        if known is not None:
+            batch.update({f"known_{key}": value for key, value in known.items()})
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.device.type == "cuda" and self.cfg.train.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
         return batch

@@ -10,10 +10,12 @@ import torch
 from sklearn.metrics import average_precision_score
 from torch import nn
 
-from grdnet.config import RunConfig
+from grdnet.config import MAP_SCORED_MODELS, RunConfig
 from grdnet.metrics import calibrate_threshold, image_auroc, pixel_auroc
+from grdnet.predictions_io import mask_padding
 from grdnet.runtime import autocast, make_generator
 from grdnet.synthesis import AnomalySynthesizer
+from grdnet.tiling import wrap_for_inference
 
 
 @torch.no_grad()
@@ -37,15 +39,18 @@ def predict_batches(model: nn.Module, images: torch.Tensor, device: torch.device
 class Validator:
     """Scores a model on validation normals and on the same images with synthetic anomalies.
 
-    `images` (N,C,H,W) in [0,1] are the held-out normal images and `rois` (N,1,H,W) their ROIs; the
-    synthetic set is drawn once, from a fixed seed, so every validation compares checkpoints on identical
-    inputs. As in the test protocol, a synthetic defect counts only where it touches the ROI, and pixel
-    metrics are computed inside the ROI.
+    `images` (N,C,H,W) in [0,1] are the held-out normal images, `rois` (N,1,H,W) their ROIs and `valid`
+    (N,1,H,W) where each image lies (0 on "fit" padding); the synthetic set is drawn once, from a fixed seed,
+    so every validation compares checkpoints on identical inputs. As in the test protocol, a synthetic defect
+    counts only where it touches the ROI, pixel metrics are computed inside the ROI, and scores ignore the
+    padding as the `Predictor`'s do. Anomalies are drawn on the whole images (data.image_size) and a tiled
+    model runs over them as at test time (`wrap_for_inference`).
     """
 
-    def __init__(self, images: torch.Tensor, rois: torch.Tensor, cfg: RunConfig, device: torch.device, bf16: bool) -> None:
+    def __init__(self, images: torch.Tensor, rois: torch.Tensor, valid: torch.Tensor, cfg: RunConfig,
+                 device: torch.device, bf16: bool) -> None:
         self.cfg, self.device, self.bf16 = cfg, device, bf16
-        self.clean, self.rois = images, rois
+        self.clean, self.rois, self.valid = images, rois, valid[:, 0].numpy()
         synth_cfg = cfg.synthesis.model_copy(update={"probability": 1.0})
         synthesizer = AnomalySynthesizer(synth_cfg, cfg.data.image_size, cfg.data.channels, torch.device("cpu"))
         generator = make_generator(torch.device("cpu"), cfg.train.seed, 0x5EED)
@@ -55,26 +60,32 @@ class Validator:
     def __len__(self) -> int:
         return len(self.clean)
 
+    def _predict(self, model: nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(smoothed maps (N,H,W), scores (N,)) as the `Predictor` gives them: 0 on padding, scores ignoring it."""
+        out = predict_batches(model, images, self.device, self.bf16, self.cfg.train.batch_size * 4)
+        return mask_padding(out["smoothed_map"][:, 0].numpy(), out["score"].numpy(), self.valid,
+                            score_from_map=self.cfg.model.name in MAP_SCORED_MODELS)
+
     def run(self, model: nn.Module) -> dict[str, float]:
         """val_image_AUROC, val_pixel_AUROC, val_pixel_AP on synthetic anomalies, their mean (`val_score`),
         and the operating `threshold` from the clean normal scores."""
-        batch = self.cfg.train.batch_size * 4
-        normal = predict_batches(model, self.clean, self.device, self.bf16, batch)
-        anomalous = predict_batches(model, self.corrupted, self.device, self.bf16, batch)
-        scores = torch.cat([normal["score"], anomalous["score"]]).numpy()
+        model = wrap_for_inference(model, self.cfg).to(self.device)
+        _, normal_scores = self._predict(model, self.clean)
+        anomalous_maps, anomalous_scores = self._predict(model, self.corrupted)
+        scores = np.r_[normal_scores, anomalous_scores]
         touches_roi = self.masks.flatten(1).amax(1).numpy() > 0.5
         labels = np.r_[np.zeros(len(self.clean)), touches_roi.astype(float)]
         inside = self.rois.numpy().ravel() > 0.5
-        maps = anomalous["smoothed_map"].numpy().ravel()[inside]
+        maps = anomalous_maps.ravel()[inside]
         masks = self.masks.numpy().ravel()[inside] > 0.5
         results = {
             "val_image_AUROC": float(image_auroc(scores, labels)),
-            "val_pixel_AUROC": float(pixel_auroc(anomalous["smoothed_map"], self.masks, self.rois)),
+            "val_pixel_AUROC": float(pixel_auroc(anomalous_maps[:, None], self.masks, self.rois)),
             "val_pixel_AP": float(average_precision_score(masks, maps)) if masks.any() else float("nan"),
         }
         finite = [v for v in results.values() if np.isfinite(v)]
         results["val_score"] = float(np.mean(finite)) if finite else float("nan")
         results["threshold"] = float(calibrate_threshold(
-            normal["score"].numpy(), quantile=self.cfg.scoring.threshold_quantile, margin=self.cfg.scoring.threshold_margin
+            normal_scores, quantile=self.cfg.scoring.threshold_quantile, margin=self.cfg.scoring.threshold_margin
         ))
         return results

@@ -87,7 +87,7 @@ class SyntheticAnomalyRecipe(Recipe):
 
     def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
         super().__init__(model, cfg, context)
-        self.synthesizer = AnomalySynthesizer(cfg.synthesis, cfg.data.image_size, cfg.data.channels, context.device)
+        self.synthesizer = AnomalySynthesizer(cfg.synthesis, cfg.data.model_size, cfg.data.channels, context.device)
 
     def corrupt(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Rotate clean images with their ROI, then add synthetic anomalies.

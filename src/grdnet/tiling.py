@@ -1,0 +1,127 @@
+"""Tiles: models built for `data.tile_size`, trained on random tile crops and run over whole images.
+
+`TiledModel` runs a trained model on every tile of an `image_size` image and stitches the maps (overlaps
+averaged); `wrap_for_inference` applies it when the configuration asks for tiles (the `Predictor`, the
+validator and the ONNX export all use it). `random_tile_crops` cuts the training windows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from grdnet.config import RunConfig
+from grdnet.scoring import image_score, smooth_map
+
+TILES_PER_CALL = 4
+"""Tile positions the inner model sees per call (each call runs batch × this many tiles)."""
+
+
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of tiles of `tile` pixels every `stride` pixels along `length`; the last tile ends at `length`.
+
+    Every pixel is covered when 1 <= stride <= tile <= length, e.g. (128, 64, 48) → [0, 48, 64].
+    """
+    if not 1 <= stride <= tile <= length:
+        raise ValueError(f"need 1 <= stride <= tile <= length, got stride {stride}, tile {tile}, length {length}")
+    return list(range(0, length - tile, stride)) + [length - tile]
+
+
+class TiledModel(nn.Module):
+    """A model built for `tile_size` run over whole `image_size` images; same output keys as the model.
+
+    `forward(x (B, C, H, W) at image_size)`: the inner model runs on every tile (`TILES_PER_CALL` positions
+    per call); its pixel outputs (B, ·, th, tw) — `anomaly_map`, `reconstruction` — are pasted back and
+    averaged where tiles overlap (float32); `smoothed_map` and `score` are recomputed on the whole map
+    (`smooth_map` with `smoothing_kernel`, `image_score`); `score_<name>` outputs are the max over the image's
+    tiles; other outputs (e.g. VT-ADL's `patch_nll` (B, N)) are concatenated over tiles along dim 1.
+    Tile positions are fixed Python loops and slices, so `torch.onnx.export` traces it (dynamic batch only).
+    """
+
+    def __init__(self, model: nn.Module, image_size: tuple[int, int], tile_size: tuple[int, int],
+                 tile_stride: tuple[int, int], smoothing_kernel: int) -> None:
+        super().__init__()
+        self.model = model
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.tile_size = (int(tile_size[0]), int(tile_size[1]))
+        self.smoothing_kernel = smoothing_kernel
+        self.origins = [
+            (top, left)
+            for top in tile_origins(self.image_size[0], self.tile_size[0], tile_stride[0])
+            for left in tile_origins(self.image_size[1], self.tile_size[1], tile_stride[1])
+        ]
+        coverage = torch.zeros(1, 1, *self.image_size)
+        for top, left in self.origins:
+            coverage[..., top : top + self.tile_size[0], left : left + self.tile_size[1]] += 1
+        self.register_buffer("coverage", coverage, persistent=False)
+        self.train(model.training)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if tuple(x.shape[-2:]) != self.image_size:
+            raise ValueError(f"TiledModel runs on {self.image_size} images, got {tuple(x.shape[-2:])}")
+        (height, width), (tile_h, tile_w) = self.image_size, self.tile_size
+        pasted: dict[str, Tensor] = {}
+        per_tile: dict[str, list[Tensor]] = {}
+        for start in range(0, len(self.origins), TILES_PER_CALL):
+            group = self.origins[start : start + TILES_PER_CALL]
+            tiles = torch.stack([x[:, :, top : top + tile_h, left : left + tile_w] for top, left in group], dim=1)
+            out = self.model(tiles.flatten(0, 1))  # image-major: row b·k + j is tile j of image b
+            for name, value in out.items():
+                if name in ("smoothed_map", "score"):
+                    continue
+                by_image = value.float().unflatten(0, (-1, len(group)))  # (B, k, ...)
+                if value.ndim == 4:
+                    for j, (top, left) in enumerate(group):
+                        placed = F.pad(by_image[:, j], (left, width - left - tile_w, top, height - top - tile_h))
+                        pasted[name] = placed if name not in pasted else pasted[name] + placed
+                else:
+                    per_tile.setdefault(name, []).append(by_image.flatten(1))
+        result = {name: total / self.coverage.to(total) for name, total in pasted.items()}
+        for name, parts in per_tile.items():
+            joined = torch.cat(parts, dim=1)
+            result[name] = joined.amax(dim=1) if name.startswith("score_") else joined
+        result["smoothed_map"] = smooth_map(result["anomaly_map"], self.smoothing_kernel)
+        result["score"] = image_score(result["smoothed_map"])
+        return {name: result[name] for name in out}
+
+
+def wrap_for_inference(model: nn.Module, cfg: RunConfig) -> nn.Module:
+    """`model` as it runs on whole `cfg.data.image_size` images: a `TiledModel` when `data.tile_size` is set
+    (stride `data.tile_stride`, default half the tile), otherwise `model` itself."""
+    data = cfg.data
+    if data.tile_size is None:
+        return model
+    stride = data.tile_stride or (data.tile_size[0] // 2, data.tile_size[1] // 2)
+    return TiledModel(model, data.image_size, data.tile_size, stride, cfg.scoring.smoothing_kernel)
+
+
+def random_tile_crops(tensors: dict[str, Tensor], tile_size: tuple[int, int], generator: torch.Generator,
+                      focus: Tensor | None = None) -> dict[str, Tensor]:
+    """Crop every (B, ·, H, W) tensor of `tensors` to one random `tile_size` window per sample, the same window
+    across the tensors (so images, masks and ROIs stay aligned); CPU tensors and a CPU `generator`.
+
+    Window corners are uniform over the image. With `focus` (B, 1, H, W) {0, 1}, a sample whose focus mask is
+    not empty gets a window containing the mask's centre (mean pixel position).
+    """
+    first = next(iter(tensors.values()))
+    batch, (height, width) = first.shape[0], first.shape[-2:]
+    tile = torch.tensor(tile_size)
+    low = torch.zeros(batch, 2, dtype=torch.long)
+    high = (torch.tensor([height, width]) - tile).expand(batch, 2)
+    if focus is not None:
+        weights = focus[:, 0].float()
+        area = weights.sum(dim=(1, 2))
+        rows = (weights.sum(dim=2) * torch.arange(height)).sum(dim=1)
+        cols = (weights.sum(dim=1) * torch.arange(width)).sum(dim=1)
+        centre = (torch.stack([rows, cols], dim=1) / area.clamp_min(1).unsqueeze(1)).round().long()
+        has_focus = (area > 0).unsqueeze(1)
+        low = torch.where(has_focus, (centre - tile + 1).clamp_min(0), low)
+        high = torch.where(has_focus, torch.minimum(centre, high), high)
+    draws = torch.rand(batch, 2, generator=generator, dtype=torch.float64)
+    corners = torch.minimum(low + (draws * (high - low + 1)).long(), high).tolist()
+    tile_h, tile_w = tile_size
+    return {
+        name: torch.stack([value[i, :, top : top + tile_h, left : left + tile_w] for i, (top, left) in enumerate(corners)])
+        for name, value in tensors.items()
+    }
