@@ -103,12 +103,12 @@ def test_configuration_checks():
 
 def test_short_run_lowers_loss_and_checkpoint_round_trip(make_config):
     tiny_model_section = {"base_width": 16, "extra": TINY_EXTRA}
-    cfg = RunConfig.for_model("vtadl", {**make_config(epochs=2).to_dict(), "model": tiny_model_section})
+    cfg = RunConfig.for_model("vtadl", {**make_config(epochs=10).to_dict(), "model": tiny_model_section})
     result = Trainer(cfg, show_progress=False).fit()
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss_mse"] < log[0]["loss_mse"] and log[-1]["loss_ssim"] < log[0]["loss_ssim"]
-    # The mixture keeps up with the moving embeddings: on training images it fits them about as well as a
-    # Gaussian fitted to them by moments (before DENSITY_LR_SCALE it lagged by 30+ nats per patch).
+    # The mixture keeps up with the moving embeddings: after 50 steps it fits training patches at least about
+    # as well as a Gaussian fitted to them by moments (at the autoencoder's learning rate it lags ~16 nats).
     images = torch.stack([read_image(s.image, 3, (64, 64)) for s in index_dataset(cfg.data).train[:32]])
     trained = build_model(cfg).eval()
     trained.load_state_dict(torch.load(result.last_checkpoint, weights_only=True)["model"])
