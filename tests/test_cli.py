@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from support import shared_data_dir
+
 
 def grdnet(*args, cwd=None, timeout=600):
     return subprocess.run([sys.executable, "-m", "grdnet", *map(str, args)], capture_output=True, text=True,
@@ -39,6 +41,36 @@ def test_train_test_predict_round_trip(make_config, builtin_category, tmp_path):
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))
     assert len(rows) == len(list((builtin_category / "test" / "good").glob("*.png")))
+
+
+def test_train_test_predict_on_the_magnetic_tile_data(tmp_path):
+    """The real MTD photos (odd sizes, grayscale): one tiny epoch at 64² with aspect-preserving resize."""
+    root = shared_data_dir() / "mtd"
+    if not (root / "magnetic_tile" / "train" / "good").is_dir():
+        pytest.skip(f"{root / 'magnetic_tile'} not present (set GRDNET_DATA_DIR)")
+    run = tmp_path / "mtd-run"
+    tiny = ["model.base_width=8", "model.max_width=16", "model.latent_channels=8", "model.segmenter_width=8",
+            "model.segmenter_levels=3", "scoring.smoothing_kernel=7"]
+    done = grdnet("train", "--data-root", root, "--category", "magnetic_tile", "--image-size", "64", "--channels", "1",
+                  "--resize", "fit", "--epochs", "1", "--batch-size", "32", "--lr", "1e-3", "--device", "cpu",
+                  "--output", run, "--quiet", *(arg for setting in tiny for arg in ("--set", setting)))
+    assert done.returncode == 0, done.stderr
+    split = json.loads((run / "run.json").read_text())["data"]
+    assert split["train"]["total"] + split["validation"]["total"] == 762  # every train/good image
+
+    done = grdnet("test", run / "best.pt", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "test" / "metrics.json").read_text())
+    assert (metrics["num_normal"], metrics["num_defect"]) == (190, 392)
+    for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO"):
+        assert 0.0 <= metrics[key] <= 1.0
+
+    cracks = root / "magnetic_tile" / "test" / "crack"
+    done = grdnet("predict", run / "best.pt", cracks, "--output", tmp_path / "pred", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))
+    assert len(rows) == len(list(cracks.glob("*.jpg"))) == 57
+    assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == 57
 
 
 @pytest.mark.parametrize(
