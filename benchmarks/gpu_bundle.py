@@ -50,7 +50,8 @@ def shrink_tree(source: Path, target: Path, max_side: int) -> int:
                 size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
                 is_mask = MASK_FOLDERS & set(path.relative_to(source).parts)
                 image = image.resize(size, Image.Resampling.NEAREST if is_mask else Image.Resampling.LANCZOS)
-            image.save(out, quality=95) if out.suffix.lower() in {".jpg", ".jpeg"} else image.save(out)
+            options = {"quality": 95} if out.suffix.lower() in {".jpg", ".jpeg"} else {}
+            image.save(out, **options)
         count += 1
     return count
 

@@ -8,7 +8,6 @@ import torch
 
 from grdnet.config import RunConfig
 from grdnet.errors import ConfigError
-from grdnet.inference import Predictor
 from grdnet.losses import draem_loss, focal_loss
 from grdnet.models import DRAEM, build_model
 from grdnet.runtime import make_generator
@@ -16,6 +15,8 @@ from grdnet.scoring import image_score, smooth_map
 from grdnet.training import Trainer
 from grdnet.training.recipes import StepContext, build_recipe
 from grdnet.training.recipes.draem import milestones
+
+from support import checkpoint_round_trip
 
 TINY_MODEL = {"base_width": 8, "max_width": 16, "segmenter_width": 8, "segmenter_levels": 3}
 
@@ -104,14 +105,7 @@ def test_short_run_lowers_loss_and_checkpoint_round_trip(make_config):
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss_loss"] < log[0]["loss_loss"]
     assert log[-1]["loss_l2"] < log[0]["loss_l2"]
-    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
-    state = torch.load(result.best_checkpoint, weights_only=True)
-    model = build_model(cfg).eval()
-    model.load_state_dict(state["model"])
-    images = torch.rand(2, 3, 64, 64)
-    with torch.no_grad():
-        expected = model(images)
-    got = predictor.predict(images)
+    predictor, expected, got = checkpoint_round_trip(result.best_checkpoint, cfg)
     assert isinstance(predictor.model, DRAEM)
     torch.testing.assert_close(torch.from_numpy(got.anomaly_map), expected["anomaly_map"][:, 0])
     torch.testing.assert_close(torch.from_numpy(got.score), expected["score"])

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset, read_image
 from grdnet.errors import ConfigError
-from grdnet.inference import Predictor
 from grdnet.losses import vtadl_loss
 from grdnet.models import VTADL, build_model
 from grdnet.models.vtadl import Z_OFFSET, GaussianMixture, gaussian_mixture_log_prob
 from grdnet.scoring import image_score, smooth_map
 from grdnet.training import Trainer
+
+from support import checkpoint_round_trip
 
 TINY_EXTRA = {"patch_size": 8, "depth": 2, "heads": 2, "components": 4}
 
@@ -120,13 +121,7 @@ def test_short_run_lowers_loss_and_checkpoint_round_trip(make_config):
         assert trained.density(tokens).mean() < moments(tokens).mean() + 3.0
     state = torch.load(result.best_checkpoint, weights_only=True)
     assert state["model"]["nll_updates"] > 0
-    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
-    model = build_model(cfg).eval()
-    model.load_state_dict(state["model"])
-    images = torch.rand(2, 3, 64, 64)
-    with torch.no_grad():
-        expected = model(images)
-    got = predictor.predict(images)
+    _, expected, got = checkpoint_round_trip(result.best_checkpoint, cfg)
     torch.testing.assert_close(torch.from_numpy(got.anomaly_map), expected["anomaly_map"][:, 0])
     torch.testing.assert_close(torch.from_numpy(got.score), expected["score"])
     torch.testing.assert_close(torch.from_numpy(got.extra_scores["reconstruction"]), expected["score_reconstruction"])

@@ -39,6 +39,16 @@ INIT_STD = 0.02
 """Standard deviation of conv / linear weights set by `init_weights`."""
 
 
+def check_model_size(size: tuple[int, int], stages: int, segmenter_levels: int, method: str) -> None:
+    """ConfigError unless both sides of the model's input `size` divide by 2**stages and 2**segmenter_levels."""
+    multiple = max(2**stages, 2**segmenter_levels)
+    if any(side % multiple for side in size):
+        raise ConfigError(
+            f"data.image_size (data.tile_size when tiling): {tuple(size)} is not divisible by {multiple} "
+            f"({method} with segmenter_levels={segmenter_levels}); use multiples of {multiple} or fewer levels"
+        )
+
+
 def leaky_relu() -> nn.Module:
     """The default activation: LeakyReLU with slope 0.2."""
     return nn.LeakyReLU(0.2)

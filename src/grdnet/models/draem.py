@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
-from grdnet.errors import ConfigError
-from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights, norm_from_extra
+from grdnet.models.blocks import (
+    NormKind,
+    ResidualDecoder,
+    ResidualEncoder,
+    UNet,
+    check_model_size,
+    init_weights,
+    norm_from_extra,
+)
 from grdnet.scoring import image_score, smooth_map
 
 if TYPE_CHECKING:
@@ -57,12 +64,7 @@ class DRAEM(nn.Module):
         """Build from a `RunConfig` (data.channels, model.*, scoring.smoothing_kernel)."""
         model = cfg.model
         norm = norm_from_extra(model.extra, "draem")
-        multiple = max(2**NUM_STAGES, 2**model.segmenter_levels)
-        if any(side % multiple for side in cfg.data.model_size):
-            raise ConfigError(
-                f"data.image_size (data.tile_size when tiling): {tuple(cfg.data.model_size)} is not divisible by {multiple} "
-                f"(DRAEM with segmenter_levels={model.segmenter_levels}); use multiples of {multiple} or fewer levels"
-            )
+        check_model_size(cfg.data.model_size, NUM_STAGES, model.segmenter_levels, "DRAEM")
         return cls(
             in_channels=cfg.data.channels,
             base_width=model.base_width,

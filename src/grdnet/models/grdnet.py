@@ -13,7 +13,15 @@ import torch
 from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
-from grdnet.models.blocks import NormKind, ResidualDecoder, ResidualEncoder, UNet, init_weights, norm_from_extra
+from grdnet.models.blocks import (
+    NormKind,
+    ResidualDecoder,
+    ResidualEncoder,
+    UNet,
+    check_model_size,
+    init_weights,
+    norm_from_extra,
+)
 from grdnet.scoring import image_score, smooth_map
 
 if TYPE_CHECKING:
@@ -169,12 +177,7 @@ class GRDNet(nn.Module):
         super().__init__()
         if bottleneck not in ("crae", "drae"):
             raise ConfigError(f"model.bottleneck: unknown value {bottleneck!r}; use 'crae' or 'drae'")
-        multiple = max(2**NUM_STAGES, 2**segmenter_levels)
-        if any(side % multiple for side in image_size):
-            raise ConfigError(
-                f"data.image_size (data.tile_size when tiling): {tuple(image_size)} is not divisible by {multiple} "
-                f"(GRD-Net with segmenter_levels={segmenter_levels}); use multiples of {multiple} or fewer levels"
-            )
+        check_model_size(image_size, NUM_STAGES, segmenter_levels, "GRD-Net")
         self.image_size = tuple(image_size)
         self.smoothing_kernel = smoothing_kernel
         self.generator = Generator(
