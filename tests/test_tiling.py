@@ -248,3 +248,36 @@ def test_tiled_fit_run_exports_with_its_resize_mode(tiled_run, tmp_path):
     # there torch fp32 itself differs from fp64 by ~2e-4, so the comparison allows 1e-3
     np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-3, rtol=0)
     np.testing.assert_allclose(got.score, expected.score, atol=1e-3, rtol=0)
+
+
+def test_crops_stay_on_the_image_when_fit_padding_surrounds_it():
+    """Windows start on the image and, where it is large enough, stay inside it (never wholly padding)."""
+    valid = torch.zeros(4, 1, 128, 512)
+    valid[0, :, :128, :128] = 1  # 128×128 content: the window must lie inside it
+    valid[1, :, :40, :300] = 1  # shorter than the tile: the window starts at the top, stays inside the width
+    valid[2:, :, :, :] = 1
+    image = _coordinates(4, 128, 512)
+    for seed in range(30):
+        crops = random_tile_crops({"image": image, "valid": valid}, (64, 64), torch.Generator().manual_seed(seed),
+                                  valid=valid)
+        assert crops["valid"][0].min() == 1
+        assert crops["valid"][1, :, :40].min() == 1 and crops["valid"][1].max() == 1
+
+
+def test_fit_tiled_training_on_mostly_padding_stays_finite(tmp_path):
+    """Regression: 128-px images fitted into 128×512 (three quarters padding) with 64-px tiles used to give
+    all-padding tiles whose zero-variance GroupNorms made the gradients NaN within two steps."""
+    from grdnet.data.builtin import make_builtin_dataset
+    from grdnet.training import Trainer
+
+    from support import tiny_config
+
+    category = make_builtin_dataset(tmp_path / "data", seed=0, size=128, n_train=24, n_test_good=2,
+                                    n_test_defect_per_type=1)
+    cfg = tiny_config(category, tmp_path / "run", epochs=2, lr=1e-4).updated(
+        {"data.image_size": [128, 512], "data.resize": "fit", "data.tile_size": [64, 64], "data.val_fraction": 0.2,
+         "data.roi": None, "data.test_roi": None, "synthesis.texture": "self"}
+    )
+    result = Trainer(cfg, show_progress=False).fit()
+    assert result.epochs_done == 2
+    assert all(np.isfinite(record["loss_seg"]) and np.isfinite(record["loss_g"]) for record in result.history)

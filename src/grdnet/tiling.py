@@ -97,18 +97,25 @@ def wrap_for_inference(model: nn.Module, cfg: RunConfig) -> nn.Module:
 
 
 def random_tile_crops(tensors: dict[str, Tensor], tile_size: tuple[int, int], generator: torch.Generator,
-                      focus: Tensor | None = None) -> dict[str, Tensor]:
+                      focus: Tensor | None = None, valid: Tensor | None = None) -> dict[str, Tensor]:
     """Crop every (B, ·, H, W) tensor of `tensors` to one random `tile_size` window per sample, the same window
     across the tensors (so images, masks and ROIs stay aligned); CPU tensors and a CPU `generator`.
 
-    Window corners are uniform over the image. With `focus` (B, 1, H, W) {0, 1}, a sample whose focus mask is
-    not empty gets a window containing the mask's centre (mean pixel position).
+    Window corners are uniform over the image, or, with `valid` (B, 1, H, W) {0, 1} (1 on the image, 0 on the
+    "fit" padding at the bottom and right), uniform over the positions whose window starts on the image and
+    stays inside it where the image is large enough; a window is never wholly padding. (A constant tile, as
+    padding is, makes every normalisation layer's variance zero; stacked, their gradients overflow to NaN.)
+    With `focus` (B, 1, H, W) {0, 1}, a sample whose focus mask is not empty gets a window containing the
+    mask's centre (mean pixel position).
     """
     first = next(iter(tensors.values()))
     batch, (height, width) = first.shape[0], first.shape[-2:]
     tile = torch.tensor(tile_size)
     low = torch.zeros(batch, 2, dtype=torch.long)
     high = (torch.tensor([height, width]) - tile).expand(batch, 2)
+    if valid is not None:
+        content = torch.stack([valid[:, 0].amax(dim=2).sum(dim=1), valid[:, 0].amax(dim=1).sum(dim=1)], dim=1).long()
+        high = torch.minimum(high, (content - tile).clamp_min(0))
     if focus is not None:
         weights = focus[:, 0].float()
         area = weights.sum(dim=(1, 2))

@@ -147,7 +147,8 @@ class Trainer:
         context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap)
         self.recipe = build_recipe(self.model, cfg, context)
         self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
-        self.train_data = load_tensors(self.index.train, cfg)
+        # "valid" (1 on the image, 0 on "fit" padding) keeps random training tiles on the image.
+        self.train_data = load_tensors(self.index.train, cfg, ("image", "roi", "valid") if cfg.data.tile_size else ("image", "roi"))
         known = self.index.known_defects
         self.known = load_tensors(known, cfg, ("image", "mask", "roi")) if known else None
         validation_samples = self.index.validation
@@ -243,7 +244,8 @@ class Trainer:
         tile_size = self.cfg.data.tile_size
         if tile_size is not None:
             crops = make_generator(cpu, seed, epoch, step, self.dist.rank, 4)
-            batch = random_tile_crops(batch, tile_size, crops)
+            valid = batch.pop("valid")
+            batch = random_tile_crops(batch, tile_size, crops, valid=valid)
             if known is not None:
                 known = random_tile_crops(known, tile_size, crops, focus=known["mask"])
         if known is not None:
@@ -405,7 +407,7 @@ class Trainer:
             kept_note = f"the last good checkpoint is kept at {kept}" if kept.exists() else "no checkpoint was written yet"
             raise TrainingError(
                 f"loss {', '.join(bad)} became {values[bad[0]]} at epoch {epoch + 1}, step {step + 1}; "
-                f"training stopped and {kept_note}. Lower train.lr or use --precision fp32"
+                f"training stopped and {kept_note}. " + ("Lower train.lr or use --precision fp32" if self.bf16 else "Lower train.lr (--lr)")
             )
 
     @staticmethod
