@@ -48,6 +48,16 @@ def parse_sets(pairs: tuple[str, ...]) -> dict[str, Any]:
     return overrides
 
 
+def yaml_keys(config_path: Path | None) -> set[str]:
+    """Dotted keys ('train.lr') a YAML config file sets; empty without a file."""
+    if config_path is None:
+        return set()
+    import yaml
+
+    data = yaml.safe_load(Path(config_path).read_text()) or {}
+    return {f"{section}.{key}" for section, values in data.items() if isinstance(values, dict) for key in values}
+
+
 def print_metrics(metrics: dict[str, Any], title: str = "test metrics") -> None:
     table = Table(title=title)
     table.add_column("metric")
@@ -112,11 +122,15 @@ def main() -> None:
 @click.option("--output", type=click.Path(path_type=Path), help="Run folder for checkpoints and logs.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
 @click.option("--set", "sets", multiple=True, help="Any setting as section.key=value, e.g. --set loss.roi_on=target.")
+@click.option("--profile", type=click.Choice(["auto", "cpu", "gpu", "paper"]), default="auto", show_default=True,
+              help="Defaults for the settings you leave unset: cpu (native-resolution tiles, narrow nets, 30-minute "
+              "budget), gpu (wider, 128² tiles, 2 hours), paper (the GRD-Net paper's 256², 200 epochs); auto picks "
+              "gpu when CUDA is available, else cpu.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels, roi,
           test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes, contamination, known_defects,
-          texture, texture_dir, output, resume, sets, quiet) -> None:
-    """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile --image-size 256 --epochs 35"""
+          texture, texture_dir, output, resume, sets, profile, quiet) -> None:
+    """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
     if config_path:
@@ -138,6 +152,13 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
     cfg = cfg.updated(overrides)
     if cfg.data.root is None:
         raise click.UsageError("--data-root (or data.root in --config) is required; try `grdnet demo` for the built-in dataset")
+    if not resume:  # a resumed run keeps its stored configuration
+        from grdnet.profiles import resolve_profile
+
+        user_keys = {key for key, value in overrides.items() if value is not None} | yaml_keys(config_path)
+        cfg, summary = resolve_profile(cfg, profile, user_keys)
+        if not quiet:
+            console.print(summary)
     result = Trainer(cfg, resume=resume, show_progress=not quiet).fit()
     console.print(
         f"trained {result.epochs_done} epochs ({result.stopped}); best: {result.best_checkpoint}, "

@@ -122,3 +122,18 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_config, monkeypatch)
     assert "last good checkpoint" in str(info.value)
     state = load_checkpoint(cfg.train.output_dir / "last.pt")
     assert state["epoch"] >= 1 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun(make_config):
+    trainer = Trainer(make_config("budget", epochs=50, max_minutes=1.0), show_progress=False)
+    # 10 s per epoch so far (3 epochs in 30 s): 30 s of the 60 left fit 3 more epochs; never past train.epochs.
+    assert trainer._remaining_epochs(elapsed=30.0, epochs_run=3, epochs_done=3) == 3
+    assert trainer._remaining_epochs(elapsed=55.0, epochs_run=5, epochs_done=5) == 0
+    assert trainer._remaining_epochs(elapsed=1.0, epochs_run=1, epochs_done=49) == 1
+    assert "50 epochs planned" in trainer._eta(1.0, 1, 49)
+
+
+def test_a_tiny_budget_ends_after_one_validated_epoch(make_config):
+    result = Trainer(make_config("tiny-budget", epochs=50, max_minutes=1e-4), show_progress=False).fit()
+    assert result.epochs_done == 1 and result.stopped.startswith("time budget")
+    assert result.best_checkpoint.is_file() and torch.isfinite(torch.tensor(result.threshold))

@@ -295,10 +295,11 @@ class Trainer:
         stopped = "completed"
         epoch = start_epoch
         self.model.train()
+        planned = "?" if cfg.train.max_minutes is not None else str(cfg.train.epochs)  # known after one epoch
         with self._progress() as progress:
             while epoch < cfg.train.epochs:
                 batches = self._batches(epoch)
-                task = progress.add_task("train", total=len(batches), epoch=f"{epoch + 1}/{cfg.train.epochs}", info="")
+                task = progress.add_task("train", total=len(batches), epoch=f"{epoch + 1}/{planned}", info="")
                 generator = make_generator(self.device, cfg.train.seed, epoch, self.dist.rank, 3)
                 step = 0
                 if synth_state is not None:
@@ -347,8 +348,13 @@ class Trainer:
                     "images_per_s": round(steps * cfg.train.batch_size * self.dist.world_size / max(epoch_seconds, 1e-9), 1),
                 }
                 is_last = epoch + 1 == cfg.train.epochs
-                elapsed_min = (time.perf_counter() - started) / 60
-                out_of_time = cfg.train.max_minutes is not None and elapsed_min >= cfg.train.max_minutes
+                elapsed = time.perf_counter() - started
+                epochs_run = epoch + 1 - start_epoch
+                # Stop before an epoch that would overrun the budget (epoch cost: this run's mean so far).
+                out_of_time = self._remaining_epochs(elapsed, epochs_run, epoch + 1) == 0 and not is_last
+                if self.dist.enabled:  # every rank stops at the same epoch
+                    flag = torch.tensor([float(out_of_time)], dtype=torch.float64, device=self.device)
+                    out_of_time = bool(self.dist.sum(flag).item() > 0)
                 if (epoch + 1) % cfg.train.val_every == 0 or is_last or out_of_time:
                     record.update(self.validator.run(self.model))
                     self.threshold = record["threshold"]
@@ -362,7 +368,8 @@ class Trainer:
                     save_checkpoint(self._state(epoch, 0, generator, {}), last_path)
                     with (self.run_dir / "log.jsonl").open("a") as log:
                         log.write(json.dumps(record) + "\n")
-                    self._after_epoch(record)
+                    planned = str(epoch + self._remaining_epochs(elapsed, epochs_run, epoch))
+                    self._after_epoch(record, self._eta(elapsed, epochs_run, epoch))
                 progress.remove_task(task)
                 if self.interrupt.requested:
                     self.console.print(
@@ -414,10 +421,28 @@ class Trainer:
     def _format(values: dict[str, float]) -> str:
         return " ".join(f"{k}={v:.4g}" for k, v in values.items())
 
-    def _after_epoch(self, record: dict[str, Any]) -> None:
-        line = f"epoch {record['epoch']}/{self.cfg.train.epochs} " + self._format(
+    def _remaining_epochs(self, elapsed: float, epochs_run: int, epochs_done: int) -> int:
+        """Epochs still to run: up to `train.epochs`, and under `train.max_minutes` only as many as fit in
+        the time left at this run's mean epoch cost (`elapsed` seconds for `epochs_run` epochs, validation
+        included)."""
+        remaining = self.cfg.train.epochs - epochs_done
+        budget = self.cfg.train.max_minutes
+        if budget is None:
+            return remaining
+        per_epoch = elapsed / max(epochs_run, 1)
+        return max(0, min(remaining, int((budget * 60 - elapsed) // per_epoch)))
+
+    def _eta(self, elapsed: float, epochs_run: int, epochs_done: int) -> str:
+        """'≈N epochs left, ends ~HH:MM:SS' from this run's mean epoch cost."""
+        left = self._remaining_epochs(elapsed, epochs_run, epochs_done)
+        end = time.time() + left * elapsed / max(epochs_run, 1)
+        planned = epochs_done + left
+        return f"{planned} epochs planned, ends ~{time.strftime('%H:%M:%S', time.localtime(end))}"
+
+    def _after_epoch(self, record: dict[str, Any], eta: str) -> None:
+        line = f"epoch {record['epoch']} " + self._format(
             {k: v for k, v in record.items() if k.startswith(("loss_", "val_score"))}
-        ) + f" {record['images_per_s']} img/s"
+        ) + f" {record['images_per_s']} img/s; {eta}"
         self.console.log(line)
         from grdnet.reports.plots import plot_training_curves  # lazy: matplotlib only once training runs
 
