@@ -26,7 +26,7 @@ def test_working_size_rounds_the_median_up_and_caps_the_longer_side():
 
 
 def test_image_stats_reads_median_size_and_gray_mode(tmp_path):
-    cfg = _dataset(tmp_path, [(100, 200), (300, 260), (320, 270)])
+    _dataset(tmp_path, [(100, 200), (300, 260), (320, 270)])
     paths = sorted((tmp_path / "cat" / "train" / "good").iterdir())
     stats = image_stats(paths)
     assert stats.median_size == (300, 260) and stats.grayscale and stats.count == 3

@@ -99,6 +99,13 @@ class SynthesisConfig(_Section):
     """Perlin grid scales are 2**randint(lo, hi) (hi exclusive), clamped to the image size."""
     min_area: int = Field(25, ge=0)
     """Minimum anomaly area in pixels at 256×256; scaled with the image area."""
+    local_extent: tuple[float, float] | None = None
+    """Confine each anomaly to one random ellipse whose longer semi-axis is in this range of pixels (at the
+    working resolution; the shorter axis 15–100 % of it): small local marks such as pits, short cracks and
+    stains instead of Perlin blobs spread over the whole image. None = anywhere (the DRAEM / GRD-Net default)."""
+    local_share: float = Field(0.5, ge=0.0, le=1.0)
+    """With local_extent: the share of anomalies confined that way (the others spread as usual), so both small
+    marks and large defects are taught."""
     rotation_degrees: float = Field(90.0, ge=0.0, le=180.0)
     """Clean images (and their ROI) are rotated by a random angle in [-r, r] before synthesis; 0 = off."""
 
@@ -107,6 +114,8 @@ class SynthesisConfig(_Section):
         lo, hi = self.beta
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"beta range must satisfy 0 <= lo <= hi <= 1, got {self.beta}")
+        if self.local_extent is not None and not 0.5 <= self.local_extent[0] <= self.local_extent[1]:
+            raise ValueError(f"local_extent must satisfy 0.5 <= lo <= hi (pixels), got {self.local_extent}")
         if self.texture == "folder" and self.texture_dir is None:
             raise ValueError("texture 'folder' needs texture_dir (for example ../shared/data/dtd/images)")
         return self

@@ -35,9 +35,11 @@ GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 _SYNTHESIS = {"synthesis.texture": "self", "synthesis.probability": 0.75, "synthesis.beta": (0.1, 0.8),
               "synthesis.perlin_scale_exponents": (2, 6), "synthesis.rotation_degrees": 0.0,
+              "synthesis.local_extent": (3.0, 16.0), "synthesis.local_share": 0.5,
               "scoring.smoothing_kernel": 7}
 """Shared by `cpu` and `gpu`: anomalies cut from the product itself, no rotation (it paints black corners into
-tiles), small smoothing (at native resolution a 21-px window would blur small marks away)."""
+tiles), half of the anomalies confined to small local
+blobs (pits, short cracks, stains: 6–32 px across at native resolution), small smoothing (at native resolution a 21-px window would blur small marks away)."""
 
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {

@@ -178,3 +178,26 @@ def test_cuda(texture_dir):
         s = AnomalySynthesizer(SynthesisConfig(texture=texture, texture_dir=texture_dir), (64, 64), 3, "cuda")
         out, masks, labels = s(torch.rand(16, 3, 64, 64, device="cuda"), torch.Generator("cuda").manual_seed(0))
         assert out.device.type == masks.device.type == labels.device.type == "cuda"
+
+
+def test_local_anomalies_are_single_small_blobs():
+    """local_extent confines anomalies to one ellipse of at most 2·hi pixels across, never empty."""
+    from grdnet.config import SynthesisConfig
+    from grdnet.synthesis import AnomalySynthesizer
+
+    images = torch.rand(32, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    local = SynthesisConfig(texture="self", probability=1.0, local_extent=(2.0, 8.0), local_share=1.0)
+    _, masks, _ = AnomalySynthesizer(local, (96, 96), 1, "cpu")(images, torch.Generator().manual_seed(0))
+    rows, cols = masks[:, 0].amax(dim=2), masks[:, 0].amax(dim=1)
+    assert (masks.flatten(1).amax(1) == 1).all()
+    assert (rows.sum(1) <= 17).all() and (cols.sum(1) <= 17).all()
+    spread = SynthesisConfig(texture="self", probability=1.0)
+    _, wide, _ = AnomalySynthesizer(spread, (96, 96), 1, "cpu")(images, torch.Generator().manual_seed(0))
+    assert wide.flatten(1).sum(1).median() > 4 * masks.flatten(1).sum(1).median()
+
+
+def test_local_extent_is_validated():
+    from grdnet.config import SynthesisConfig
+
+    with pytest.raises(ValueError, match="local_extent"):
+        SynthesisConfig(local_extent=(8.0, 2.0))

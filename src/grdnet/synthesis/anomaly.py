@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from grdnet.config import SynthesisConfig
-from grdnet.synthesis.perlin import perlin_masks
+from grdnet.synthesis.perlin import local_windows, perlin_masks
 from grdnet.synthesis.textures import augment_textures, make_texture_source
 
 
@@ -53,6 +53,13 @@ class AnomalySynthesizer:
         masks = perlin_masks(
             batch, height, width, generator, device, scale_exponents=cfg.perlin_scale_exponents, min_area=cfg.min_area
         )
+        if cfg.local_extent is not None:  # one local blob: Perlin shape inside a small window (the window if empty)
+            windows = local_windows(batch, height, width, cfg.local_extent, generator, device)
+            local = masks * windows
+            empty = local.flatten(1).amax(1) == 0
+            chosen = torch.rand(batch, generator=generator, device=device) < cfg.local_share
+            local = torch.where(empty.view(-1, 1, 1, 1), windows, local)
+            masks = torch.where(chosen.view(-1, 1, 1, 1), local, masks)
         masks = masks * labels.view(-1, 1, 1, 1)
         textures = augment_textures(self.texture_source(images, generator), cfg.texture_augmentations, generator)
         lo, hi = cfg.beta

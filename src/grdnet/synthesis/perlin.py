@@ -117,6 +117,30 @@ def ellipse_masks(
     return inside.float().unsqueeze(1)
 
 
+def local_windows(
+    batch: int, height: int, width: int, semi_axis: tuple[float, float], generator: torch.Generator,
+    device: torch.device,
+) -> Tensor:
+    """One random rotated ellipse per sample (B, 1, H, W) in {0, 1}, to confine an anomaly to a local blob.
+
+    The centre is uniform over the image, the longer semi-axis uniform in `semi_axis` pixels, the shorter one
+    15–100 % of it (elongated windows give crack-like marks), the angle uniform; never empty.
+    """
+    params = torch.rand(batch, 5, generator=generator, device=device)
+    cy, cx = params[:, 0] * height, params[:, 1] * width
+    lo, hi = semi_axis
+    major = lo + (hi - lo) * params[:, 2]
+    minor = (major * (0.15 + 0.85 * params[:, 3])).clamp(min=0.5)
+    angle = params[:, 4] * math.pi
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5).view(1, -1, 1) - cy.view(-1, 1, 1)
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5).view(1, 1, -1) - cx.view(-1, 1, 1)
+    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
+    along, across = cos * ys + sin * xs, -sin * ys + cos * xs
+    inside = (along / major.view(-1, 1, 1)) ** 2 + (across / minor.view(-1, 1, 1)) ** 2 <= 1.0
+    inside[torch.arange(batch, device=device), cy.long().clamp(max=height - 1), cx.long().clamp(max=width - 1)] = True
+    return inside.float().unsqueeze(1)
+
+
 def perlin_masks(
     batch: int,
     height: int,
