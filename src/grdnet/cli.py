@@ -133,12 +133,7 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
-    if config_path:
-        cfg = RunConfig.from_yaml(config_path)
-        if model and model != cfg.model.name:
-            cfg = RunConfig.for_model(model, {k: v for k, v in cfg.to_dict().items() if k != "model"})
-    else:
-        cfg = RunConfig.for_model(model or "grdnet")
+    cfg = RunConfig.from_yaml(config_path, model=model) if config_path else RunConfig.for_model(model or "grdnet")
     overrides = {"data.root": data_root and str(data_root), "data.category": category,
         "data.layout": layout, "data.image_size": parse_size(image_size), "data.resize": resize,
         "data.tile_size": parse_size(tile_size), "data.tile_stride": parse_size(tile_stride), "data.channels": channels and int(channels),
