@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from grdnet.config import RunConfig
+
 from support import shared_data_dir
 
 

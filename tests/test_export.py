@@ -53,7 +53,8 @@ def test_dynamic_size_runs_at_another_size(trained, exported):
     images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = model(images)
-    got = OnnxPredictor(exported.path).session.run(["smoothed_map", "score"], {"image": images.numpy()})
+    region = np.ones((2, 1, 96, 128), np.float32)
+    got = OnnxPredictor(exported.path).session.run(["smoothed_map", "score"], {"image": images.numpy(), "region": region})
     np.testing.assert_allclose(got[0], expected["smoothed_map"].numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(got[1], expected["score"].numpy(), atol=1e-4, rtol=0)
 

@@ -35,7 +35,7 @@ def test_predictor_runs_only_the_inference_path(trained):
     predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
     ran = []
     for name in ("discriminator",):
-        getattr(predictor.model, name).register_forward_hook(lambda *a, n=name: ran.append(n))
+        getattr(predictor.model.model, name).register_forward_hook(lambda *a, n=name: ran.append(n))
     predictor.predict(torch.rand(1, 3, 64, 64))
     assert ran == []
 
@@ -73,7 +73,7 @@ def test_predict_folder_without_images_is_a_clear_error(trained, tmp_path):
 
 def test_fit_resize_zeroes_maps_on_the_padding_and_scores_the_image_only(trained, tmp_path):
     loaded = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
-    fit = Predictor(loaded.model, loaded.cfg.updated({"data.resize": "fit"}), loaded.threshold, loaded.device, False)
+    fit = Predictor(loaded.model.model, loaded.cfg.updated({"data.resize": "fit"}), loaded.threshold, loaded.device, False)
     wide = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)  # fits as rows 0–31 of 64×64
     batch, valid = fit.prepare(wide)
     assert batch.shape == (1, 3, 64, 64) and torch.all(batch[:, :, 32:] == 0)

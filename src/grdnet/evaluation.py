@@ -29,8 +29,9 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
                      num_workers: int = 0) -> Evaluation:
     """Predict every test sample and evaluate with the predictor's (validation-calibrated) threshold.
 
-    With `use_rois`, an image counts as defective only when its defect touches the ROI, and pixel metrics
-    are computed inside the ROI; without, "fit" padding is still left out of the pixel metrics.
+    With `use_rois`, images are scored inside their ROI (`grdnet.scoring.ScoringHead`), an image counts as
+    defective only when its defect touches the ROI, and pixel metrics are computed inside the ROI; without,
+    "fit" padding is still left out of scores and pixel metrics.
     """
     cfg = predictor.cfg
     dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
@@ -39,7 +40,7 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
     extra: dict[str, list[np.ndarray]] = {}
     for batch in loader:
         valid = batch["valid"][:, 0].numpy()
-        pred = predictor.predict(batch["image"], valid)
+        pred = predictor.predict(batch["image"], valid, batch["roi"][:, 0].numpy() if use_rois else None)
         scores.append(pred.score)
         for name, values in pred.extra_scores.items():
             extra.setdefault(name, []).append(values)

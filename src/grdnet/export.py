@@ -1,4 +1,6 @@
-"""Export a checkpoint's inference forward (maps, smoothing and score inside the graph) to ONNX.
+"""Export a checkpoint's inference forward (maps, and the `ScoringHead`'s smoothing, region mask and score
+inside the graph) to ONNX. The graph takes `image` (B, C, H, W) in [0, 1] and `region` (B, 1, H, W) in
+{0, 1}: where the image is inspected (ones, or the ROI; 0 on "fit" padding).
 
 The file carries its own metadata (`metadata_props`, keys `grdnet.*`: resolved config, threshold, input
 size, resize mode, channels, version, checkpoint SHA-256), so `grdnet.onnx_predictor.OnnxPredictor` needs
@@ -86,19 +88,20 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     model = wrap_for_inference(trained, cfg).eval()
     size = tuple(cfg.data.image_size)
     example = torch.rand(2, cfg.data.channels, *size, generator=torch.Generator().manual_seed(0))
+    region = torch.ones(2, 1, *size)
     with torch.no_grad():
-        names = list(OUTPUTS) + sorted(k for k in model(example) if k.startswith("score_"))
+        names = list(OUTPUTS) + sorted(k for k in model(example, region) if k.startswith("score_"))
         if dynamic_size:
             _check_other_size(model, cfg)
     output = Path(output) if output else source.with_suffix(".onnx")
     output.parent.mkdir(parents=True, exist_ok=True)
-    axes = {"image": {0: "batch"}, **{name: {0: "batch"} for name in names}}
+    axes = {"image": {0: "batch"}, "region": {0: "batch"}, **{name: {0: "batch"} for name in names}}
     if dynamic_size:
-        for name in ("image", "anomaly_map", "smoothed_map"):
+        for name in ("image", "region", "anomaly_map", "smoothed_map"):
             axes[name].update({2: "height", 3: "width"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected
-        torch.onnx.export(_inference_graph(model, names), (example,), str(output), input_names=["image"],
+        torch.onnx.export(_inference_graph(model, names), (example, region), str(output), input_names=["image", "region"],
                           output_names=names, dynamic_axes=axes, opset_version=opset, dynamo=False)
     threshold = float(state.get("threshold", float("nan")))
     _write_metadata(output, {
@@ -129,8 +132,8 @@ def _inference_graph(model: nn.Module, names: list[str]) -> nn.Module:
             super().__init__()
             self.model = model
 
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out = self.model(x)
+        def forward(self, x: torch.Tensor, region: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model(x, region)
             return tuple(out[name] for name in names)
 
     return InferenceGraph()
@@ -188,9 +191,10 @@ def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, {"image": images.numpy().astype(np.float32)})))
+    region = torch.ones(images.shape[0], 1, *images.shape[-2:])
+    got = dict(zip(names, session.run(names, {"image": images.numpy().astype(np.float32), "region": region.numpy()})))
     with torch.no_grad():
-        expected = model.float().cpu()(images.float())
+        expected = model.float().cpu()(images.float(), region)
     return {name: float(np.abs(got[name] - expected[name].numpy()).max()) for name in names}
 
 

@@ -14,11 +14,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from grdnet.config import MAP_SCORED_MODELS, RunConfig
+from grdnet.config import RunConfig
 from grdnet.data import read_image_with_valid, resize_image
 from grdnet.models import build_model
 from grdnet.pixels import content_mask
-from grdnet.predictions_io import Prediction, build_prediction, list_images, write_predictions
+from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
 from grdnet.runtime import autocast, resolve_device, uses_bf16
 from grdnet.tiling import wrap_for_inference
 from grdnet.training.checkpoint import load_checkpoint
@@ -90,21 +90,24 @@ class Predictor:
 
     # ---------------------------------------------------------------- prediction
     @torch.no_grad()
-    def predict(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None) -> Prediction:
-        """Predict one batch (see `prepare` for accepted inputs); maps are 0 on "fit" padding.
+    def predict(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None,
+                roi: np.ndarray | None = None) -> Prediction:
+        """Predict one batch (see `prepare` for accepted inputs) with the `ScoringHead`'s rule: maps are 0
+        outside the inspected region (the ROI, never "fit" padding), map-scored methods score its maximum.
 
         `valid` (B,H,W) overrides the padding mask `prepare` derives from the inputs' sizes: pass the one from
-        `load_files` (or `ImageDataset`'s `valid`) for images that were resized already.
+        `load_files` (or `ImageDataset`'s `valid`) for images that were resized already. `roi` (B,H,W) or
+        (H,W) in {0, 1} at the model's size; None = the whole image.
         """
         batch, derived = self.prepare(images)
         batch = batch.to(self.device, non_blocking=True)
+        region = torch.from_numpy(inspected_region(derived if valid is None else valid, roi)).to(self.device)
         if self.device.type == "cuda" and self.cfg.train.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.bf16):
-            out = self.model(batch)
+            out = self.model(batch, region)
         outputs = {k: v.float().cpu().numpy() for k, v in out.items() if k in ("anomaly_map", "smoothed_map") or k.startswith("score")}
-        return build_prediction(outputs, self.threshold, derived if valid is None else valid,
-                                score_from_map=self.cfg.model.name in MAP_SCORED_MODELS)
+        return build_prediction(outputs, self.threshold)
 
     def load_files(self, paths: Sequence[Path], workers: int = 8) -> tuple[torch.Tensor, np.ndarray]:
         """Decode and resize image files in parallel threads → (images (N,C,H,W), valid (N,H,W), see `prepare`)."""

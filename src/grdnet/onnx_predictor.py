@@ -15,13 +15,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from grdnet.config import MAP_SCORED_MODELS
 from grdnet.errors import CheckpointError, DataError
 from grdnet.extras import require
 from grdnet.pixels import content_mask, decode_pixels, resize_array, to_channels
-from grdnet.predictions_io import Prediction, build_prediction, list_images, write_predictions
+from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
 
-FORMAT = "grdnet-onnx-v1"
+FORMAT = "grdnet-onnx-v2"
+"""v2: the graph takes `region` beside `image` and scores inside it (v1 graphs scored the whole image)."""
 
 
 class OnnxPredictor:
@@ -40,6 +40,9 @@ class OnnxPredictor:
         except Exception as error:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: cannot be loaded by ONNX Runtime ({str(error).splitlines()[0]}); re-export it") from None
         meta = {k[len("grdnet."):]: v for k, v in self.session.get_modelmeta().custom_metadata_map.items() if k.startswith("grdnet.")}
+        if meta.get("format", "").startswith("grdnet-onnx-") and meta["format"] != FORMAT:
+            raise CheckpointError(f"{path}: exported by another grdnet version ({meta['format']}, this one reads {FORMAT}); "
+                                  "re-export the checkpoint with grdnet export")
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a grdnet export (no grdnet metadata); write one with grdnet export")
         self.path = path
@@ -70,13 +73,15 @@ class OnnxPredictor:
             valid.append(content_mask(image.shape[-2], image.shape[-1], self.image_size, self.resize))
         return np.clip(np.stack(prepared), 0.0, 1.0).astype(np.float32), np.stack(valid)
 
-    def predict(self, images: np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None) -> Prediction:
-        """Predict one batch (see `prepare` for accepted inputs); maps are 0 on "fit" padding. `valid` (B,H,W)
-        overrides the padding mask derived from the inputs' sizes (pass the one from `load_files`)."""
+    def predict(self, images: np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None,
+                roi: np.ndarray | None = None) -> Prediction:
+        """Predict one batch (see `prepare` for accepted inputs), scored as `Predictor.predict` scores: maps are 0
+        outside the inspected region. `valid` (B,H,W) overrides the padding mask derived from the inputs'
+        sizes (pass the one from `load_files`); `roi` (B,H,W) or (H,W) in {0, 1}, None = the whole image."""
         batch, derived = self.prepare(images)
-        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": batch})))
-        return build_prediction(out, self.threshold, derived if valid is None else valid,
-                                score_from_map=self.config["model"]["name"] in MAP_SCORED_MODELS)
+        region = inspected_region(derived if valid is None else valid, roi)
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": batch, "region": region})))
+        return build_prediction(out, self.threshold)
 
     def load_files(self, paths: Sequence[Path], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Decode and resize image files in parallel threads → (images (N,C,H,W) float32, valid (N,H,W))."""

@@ -182,11 +182,11 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     stats = Stats()
 
     def run_batch(jobs: list[Job]) -> list[Outcome]:
-        pred = predictor.predict(torch.cat([job.image for job in jobs]), np.concatenate([job.valid for job in jobs]))
+        rois = np.stack([np.ones((height, width), np.float32) if job.roi is None else job.roi for job in jobs])
+        pred = predictor.predict(torch.cat([job.image for job in jobs]), np.concatenate([job.valid for job in jobs]), rois)
         outcomes = []
         for j, job in enumerate(jobs):
-            smoothed = pred.smoothed_map[j]
-            score = float(pred.score[j]) if job.roi is None else float(smoothed[job.roi > 0.5].max(initial=0.0))
+            smoothed, score = pred.smoothed_map[j], float(pred.score[j])
             record = inspection_record("", score, threshold, smoothed, job.roi)
             outcomes.append(Outcome(score, record["decision"], record["regions"], smoothed))
         if log is not None:
