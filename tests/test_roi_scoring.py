@@ -5,6 +5,8 @@ The same image with the same ROI gets the same score from `grdnet test` (`evalua
 """
 
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,26 @@ def test_onnx_graph_applies_the_same_roi_rule(builtin_category, tmp_path):
     np.testing.assert_allclose(expected.score, by_hand, atol=1e-6)
     np.testing.assert_allclose(got.score, expected.score, atol=1e-5)
     assert np.all(got.smoothed_map[roi == 0] == 0) and np.all(expected.smoothed_map[roi == 0] == 0)
+
+
+def test_the_service_reads_the_roi_like_training_does():
+    """A grey ROI (value 100 of 255) is "inside" for training (any nonzero pixel), so it is for the service too."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from grdnet.data.io import read_mask
+    from grdnet.service import create_app
+
+    grey = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(grey, format="PNG")
+    image = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(image, format="PNG")
+    predictor = Predictor(HotOutsideTheROI(), config(), threshold=0.5, device=torch.device("cpu"), bf16=False)
+    with TestClient(create_app(predictor, "sha", max_wait_ms=1)) as client:
+        body = client.post("/inspect", files={"file": ("a.png", image.getvalue()), "roi": ("r.png", grey.getvalue())}).json()
+    grey.seek(0)
+    assert read_mask(grey).sum() == 64 * 64
+    assert body["score"] == pytest.approx(0.9) and body["decision"] == "defect"
 
 
 def test_smoothing_comes_before_the_roi():
