@@ -195,6 +195,8 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     save_json(result.metrics, out_dir / "metrics.json")
     _write_records(result.records, out_dir / "scores.csv")
     print_metrics(result.metrics)
+    if "pixel_note" in result.metrics:
+        console.print(f"note: {result.metrics['pixel_note']}")
     console.print(f"metrics written to {out_dir / 'metrics.json'}")
     if report:
         from grdnet.reports import write_report
