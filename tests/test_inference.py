@@ -32,12 +32,27 @@ def test_predictor_loads_a_checkpoint_alone(trained):
 
 
 def test_predictor_runs_only_the_inference_path(trained):
+    """E1, decoder and segmenter run; E2 and the discriminator (training only) do not."""
     predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
-    ran = []
-    for name in ("discriminator",):
-        getattr(predictor.model.model, name).register_forward_hook(lambda *a, n=name: ran.append(n))
+    model, ran = predictor.model.model, []
+    parts = {"encoder1": model.generator.encoder1, "decoder": model.generator.decoder, "encoder2": model.generator.encoder2,
+             "discriminator": model.discriminator, "segmenter": model.segmenter}
+    for name, part in parts.items():
+        part.register_forward_hook(lambda *a, n=name: ran.append(n))
     predictor.predict(torch.rand(1, 3, 64, 64))
-    assert ran == []
+    assert ran == ["encoder1", "decoder", "segmenter"]
+
+
+def test_importing_inference_pulls_in_no_training_code():
+    """The layers point down: checkpoints are read below training, so serving never loads the trainer."""
+    import subprocess
+    import sys
+
+    code = ("import sys, grdnet.inference; "
+            "print(sorted(m for m in sys.modules if m.startswith(('grdnet.training', 'grdnet.synthesis', 'rich'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_arrays_of_any_kind_are_accepted(trained):

@@ -15,9 +15,9 @@ from grdnet.predictions_io import Prediction, find_regions, inspection_record, w
 @pytest.fixture(scope="module")
 def onnx_file(builtin_category, tmp_path_factory):
     """An untrained tiny model's checkpoint (threshold 0.5), exported; training is not needed here."""
+    from grdnet.checkpoint import save_checkpoint
     from grdnet.export import export_onnx
     from grdnet.models import build_model
-    from grdnet.training.checkpoint import save_checkpoint
 
     from support import tiny_config
 
@@ -73,11 +73,11 @@ def test_accepts_arrays_and_resizes(onnx_file):
 
 
 def test_fit_export_pads_and_zeroes_maps_like_torch(builtin_category, tmp_path):
+    from grdnet.checkpoint import save_checkpoint
     from grdnet.export import export_onnx
     from grdnet.inference import Predictor
     from grdnet.models import build_model
     from grdnet.onnx_predictor import OnnxPredictor
-    from grdnet.training.checkpoint import save_checkpoint
 
     from support import tiny_config
 

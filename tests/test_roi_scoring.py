@@ -90,10 +90,10 @@ def test_validation_scores_inside_the_roi():
 def test_onnx_graph_applies_the_same_roi_rule(builtin_category, tmp_path):
     """The exported graph takes the inspected region as an input and scores exactly like the `Predictor`."""
     pytest.importorskip("onnxruntime")
+    from grdnet.checkpoint import save_checkpoint
     from grdnet.export import export_onnx
     from grdnet.models import build_model
     from grdnet.onnx_predictor import OnnxPredictor
-    from grdnet.training.checkpoint import save_checkpoint
 
     from support import tiny_config
 

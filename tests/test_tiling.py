@@ -219,11 +219,11 @@ def test_tiled_run_evaluates_on_the_test_split(tiled_run):
 def test_tiled_export_matches_torch(builtin_category, tmp_path):
     """Strict parity on a tiled graph (untrained weights, stretched 64-px images: no padding)."""
     pytest.importorskip("onnxruntime")
+    from grdnet.checkpoint import save_checkpoint
     from grdnet.export import export_onnx
     from grdnet.inference import Predictor
     from grdnet.models import build_model
     from grdnet.onnx_predictor import OnnxPredictor
-    from grdnet.training.checkpoint import save_checkpoint
 
     from support import tiny_config
 

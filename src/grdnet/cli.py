@@ -187,7 +187,7 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     if no_roi:
         data_cfg = data_cfg.model_copy(update={"test_roi": None})
     predictor.cfg = predictor.cfg.model_copy(update={"data": data_cfg})
-    index = index_dataset(data_cfg)
+    index = index_dataset(data_cfg, decode_training=False)
     result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size)
     run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
     out_dir = output or run_dir / "test"

@@ -1,7 +1,7 @@
 """Typed run configuration, loadable from and savable to YAML.
 
 One `RunConfig` describes a whole run: data, anomaly synthesis, model, losses, training and scoring.
-Every field has the default given by SPEC.md; unknown keys are rejected so a typo in a YAML file is an
+Every field has a default (the GRD-Net paper's setting where the paper gives one); unknown keys are rejected so a typo in a YAML file is an
 error, not a silently ignored setting.
 """
 
@@ -86,7 +86,7 @@ class DataConfig(_Section):
 
 
 class SynthesisConfig(_Section):
-    """DRAEM-style synthetic anomalies (SPEC.md §2)."""
+    """DRAEM-style synthetic anomalies."""
 
     probability: float = Field(0.5, ge=0.0, le=1.0)
     beta: tuple[float, float] = (0.1, 1.0)

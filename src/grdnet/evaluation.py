@@ -1,4 +1,4 @@
-"""Score a trained model on the test split and compute the reported metrics (SPEC.md §5)."""
+"""Score a trained model on the test split and compute the reported metrics (`grdnet.metrics.evaluate`)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ nothing else. A run trained on tiles is exported with its tiling (`grdnet.tiling
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 import grdnet
+from grdnet.checkpoint import checkpoint_file, load_checkpoint, sha256_file
 from grdnet.errors import ConfigError, GrdnetError
 from grdnet.extras import require
 
@@ -44,22 +44,6 @@ class ExportResult:
     parity_inputs: str
 
 
-def checkpoint_file(path: Path) -> Path:
-    """The file `load_checkpoint` reads for `path` (a run folder resolves to best.pt, else last.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        return next((c for c in (path / "best.pt", path / "last.pt") if c.is_file()), path / "best.pt")
-    return path
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool = False,
                 opset: int = DEFAULT_OPSET, parity: bool = True) -> ExportResult:
     """Export `checkpoint` (file or run folder) to ONNX with a dynamic batch axis (and H/W with `dynamic_size`).
@@ -73,7 +57,6 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     from grdnet.models import build_model
     from grdnet.onnx_predictor import FORMAT
     from grdnet.tiling import wrap_for_inference
-    from grdnet.training.checkpoint import load_checkpoint
 
     source = checkpoint_file(checkpoint)
     state = load_checkpoint(source)
@@ -114,7 +97,7 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
         "dynamic_size": json.dumps(dynamic_size),
         "outputs": json.dumps(names),
         "version": grdnet.__version__,
-        "checkpoint_sha256": sha256(source),
+        "checkpoint_sha256": sha256_file(source),
     })
     result = ExportResult(output, dynamic_size, {}, "")
     if parity:

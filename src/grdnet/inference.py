@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from grdnet.checkpoint import load_checkpoint
 from grdnet.config import RunConfig
 from grdnet.data import read_image_with_valid
 from grdnet.models import build_model
@@ -21,7 +22,6 @@ from grdnet.pixels import array_pixels, chw_pixels, prepare_pixels
 from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
 from grdnet.runtime import autocast, resolve_device, uses_bf16
 from grdnet.tiling import wrap_for_inference
-from grdnet.training.checkpoint import load_checkpoint
 
 
 class Predictor:

@@ -1,4 +1,4 @@
-"""Evaluation metrics and threshold calibration (SPEC.md §5).
+"""Evaluation metrics and threshold calibration (pixel metrics as MVTec AD defines them).
 
 Inputs may be numpy arrays or torch tensors. Image scores are `(N,)`, labels `(N,)` with 0 = normal and
 1 = defect; anomaly maps, defect masks and ROIs are `(N, H, W)` or `(N, 1, H, W)` (masks and ROIs: 1 inside,
@@ -300,7 +300,7 @@ def evaluate(
     defect_types: list[str] | None = None,
     pixel_labelled: Any = None,
 ) -> dict[str, Any]:
-    """All metrics of SPEC.md §5 as a JSON-safe dict (plain numbers; undefined metrics are NaN).
+    """All reported metrics as a JSON-safe dict (plain numbers; undefined metrics are NaN).
 
     Keys: counts, `image_AUROC`, `F1_max_oracle`, `threshold_oracle`; `pixel_AUROC` and `pixel_AUPRO` when
     `maps` and `masks` are given; `F1`, `precision`, `recall`, `accuracy`, `threshold` and confusion counts

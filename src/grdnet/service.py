@@ -19,8 +19,9 @@ from typing import Any, Awaitable, Callable, Sequence
 import click
 import numpy as np
 
+from grdnet.checkpoint import sha256_file
 from grdnet.extras import require
-from grdnet.records import InspectionLog, InspectionRecord, sha256_bytes, sha256_file
+from grdnet.records import InspectionLog, InspectionRecord, sha256_bytes
 
 RAW_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream"}
 FORMATS = ["PNG", "JPEG", "BMP", "TIFF"]

@@ -430,3 +430,21 @@ def test_magnetic_tile_real_data():
     assert sum(s.label == 0 for s in index.test) == 190
     assert all(s.mask.name == f"{s.image.stem}_mask.png" and s.mask.parent.name == s.defect_type for s in defects)
     assert elapsed < 20, f"indexing took {elapsed:.1f} s"
+
+
+def test_an_index_for_testing_decodes_no_training_image(mvtec, monkeypatch):
+    """`grdnet test` needs the test split only: training files are read by header, never decoded."""
+    import grdnet.data.layouts as layouts
+
+    decoded, probe = [], layouts.probe_image
+
+    def recording(path, decode=True):
+        if decode:
+            decoded.append(path)
+        return probe(path, decode)
+
+    monkeypatch.setattr(layouts, "probe_image", recording)
+    index = index_dataset(_cfg(mvtec), decode_training=False)
+    assert decoded and not [p for p in decoded if "train" in p.parts]
+    assert {p for p in decoded if "test" in p.parts} == _images(index.test)
+    assert index.test == index_dataset(_cfg(mvtec)).test

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from grdnet import losses
+from grdnet.checkpoint import save_checkpoint
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset
 from grdnet.errors import ConfigError
@@ -16,7 +17,6 @@ from grdnet.models import GANomaly, build_model
 from grdnet.models.blocks import INIT_STD
 from grdnet.models.ganomaly import dcgan_stages
 from grdnet.training import Trainer
-from grdnet.training.checkpoint import save_checkpoint
 from grdnet.training.recipes import StepContext, build_recipe
 
 TINY_MODEL = {"base_width": 8, "max_width": 16, "latent_dim": 16}

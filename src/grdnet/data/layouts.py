@@ -456,11 +456,14 @@ def _files(sample: Sample) -> list[Path]:
 
 
 def _check_files(
-    groups: list[list[Sample]], shared: set[Path], decode: bool, skip_unreadable: bool
+    groups: list[list[Sample]], shared: set[Path], decode: list[bool], skip_unreadable: bool
 ) -> list[list[Sample]]:
-    """Read every file (headers, or full decode with `decode`); drop or reject unreadable ones; check sizes."""
-    paths = list(dict.fromkeys(p for group in groups for s in group for p in _files(s)))
-    results = _probe_all(paths, decode)
+    """Read every file (headers, or a full decode for the groups whose `decode` is True); drop or reject
+    unreadable ones; check sizes."""
+    paths = list(dict.fromkeys(p for group, full in zip(groups, decode) if full for s in group for p in _files(s)))
+    results = _probe_all(paths, True)
+    headers = [p for group in groups for s in group for p in _files(s) if p not in results]
+    results.update(_probe_all(list(dict.fromkeys(headers)), False))
     bad = {p: r for p, r in results.items() if isinstance(r, UnreadableImageError)}
     if bad:
         items = [f"{p} ({error.reason})" for p, error in bad.items()]
@@ -550,12 +553,13 @@ def _contaminate(
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-def index_dataset(cfg: DataConfig, check_images: bool = True) -> DatasetIndex:
+def index_dataset(cfg: DataConfig, check_images: bool = True, decode_training: bool = True) -> DatasetIndex:
     """Find, pair, check and split the dataset described by `cfg`.
 
     Raises `DataError` for any problem with the files (missing folders, stray files, missing or
     orphan masks/ROIs, size mismatches, unreadable images unless `cfg.skip_unreadable`).
-    `check_images=False` reads only image headers instead of decoding every file.
+    `check_images=False` reads only image headers instead of decoding every file; `decode_training=False`
+    decodes the test files only (for `grdnet test`: the training files are listed, and read by header).
     """
     found = _folder_layout(cfg) if cfg.layout == "folder" else _standard_layout(cfg)
     known = _known_defects(cfg.known_defects) if cfg.known_defects is not None else []
@@ -569,7 +573,8 @@ def index_dataset(cfg: DataConfig, check_images: bool = True) -> DatasetIndex:
     test_roi.check()
 
     shared = {p for p in (train_roi.shared_file, test_roi.shared_file) if p is not None}
-    pool, test, known = _check_files([pool, test, known], shared, check_images, cfg.skip_unreadable)
+    decode = [check_images and decode_training, check_images, check_images and decode_training]
+    pool, test, known = _check_files([pool, test, known], shared, decode, cfg.skip_unreadable)
     if not pool:
         raise DataError(f"{found.train_dir}: no readable training images left; replace the unreadable files")
 

@@ -1,4 +1,4 @@
-"""DRAEM (Zavrtanik et al. 2021, SPEC.md §4): reconstructive autoencoder + discriminative U-Net.
+"""DRAEM (Zavrtanik et al. 2021): reconstructive autoencoder + discriminative U-Net.
 
 The reconstructive sub-network maps an (augmented) image to an anomaly-free reconstruction; the
 discriminative U-Net sees concat(image, reconstruction) (2C channels) and outputs the anomaly map.

@@ -1,4 +1,4 @@
-"""GANomaly (Akcay et al. 2018, SPEC.md §4): DCGAN-style encoder–decoder–encoder generator + discriminator.
+"""GANomaly (Akcay et al. 2018): DCGAN-style encoder–decoder–encoder generator + discriminator.
 
 Architecture as in the official code, with two adaptations: the decoder ends with a sigmoid (images are in
 [0, 1], no mean/std normalisation), and the number of stride-2 stages follows the image size (see

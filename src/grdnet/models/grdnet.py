@@ -1,4 +1,4 @@
-"""GRD-Net (SPEC.md §3): residual encoder–decoder–encoder generator, discriminator and U-Net segmenter.
+"""GRD-Net: residual encoder–decoder–encoder generator, discriminator and U-Net segmenter.
 
 Inference (`GRDNet.forward`) runs only E1 → bottleneck → decoder → segmenter; E2 and the discriminator are
 training-only submodules the recipe calls directly.

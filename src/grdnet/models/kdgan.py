@@ -1,4 +1,4 @@
-"""GAN trained with known defect images (SPEC.md §4, papers/gan-noisy-training-data.txt).
+"""GAN trained with known defect images (known defect images as a penalised second "fake" for the discriminator).
 
 A DCGAN generator G(z) (GANomaly's `DCGANDecoder`, z (B, latent_dim, 1, 1)) and discriminator D(x) →
 (features, logit) (`GanomalyDiscriminator`). Training (recipe `kdgan`) treats a

@@ -1,4 +1,4 @@
-"""VT-ADL (Mishra et al. 2021, SPEC.md §4): vision-transformer autoencoder + Gaussian mixture on patch embeddings.
+"""VT-ADL (Mishra et al. 2021): vision-transformer autoencoder + Gaussian mixture on patch embeddings.
 
 - Patch embedding: conv p×p stride p → tokens (B, N, D), N = (H/p)·(W/p), plus a learned position
   embedding (sized for the configured image size), then a pre-norm `nn.TransformerEncoder` and a LayerNorm.

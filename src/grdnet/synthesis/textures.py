@@ -1,4 +1,4 @@
-"""Texture sources for synthetic anomalies and their random photometric augmentations (SPEC.md §2.2).
+"""Texture sources for synthetic anomalies and their random photometric augmentations.
 
 All functions work on batches on the input's device and draw randomness only from the given generator
 (which must live on that device). Textures are (B, C, H, W) float32 in [0, 1].

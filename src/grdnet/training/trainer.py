@@ -22,13 +22,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from grdnet.checkpoint import load_checkpoint, save_checkpoint
 from grdnet.config import RunConfig
 from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
 from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
 from grdnet.tiling import random_tile_crops
-from grdnet.training.checkpoint import load_checkpoint, save_checkpoint
 from grdnet.training.distributed import DistributedContext
 from grdnet.training.recipes import StepContext, build_recipe
 from grdnet.training.validation import Validator
