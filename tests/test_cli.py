@@ -118,7 +118,7 @@ def test_model_flag_over_a_config_keeps_only_the_keys_the_file_sets(tmp_path, mo
     monkeypatch.setattr(grdnet.training, "Trainer", Capture)
     (tmp_path / "ganomaly.yaml").write_text("model:\n  name: ganomaly\ntrain:\n  batch_size: 4\n")
     done = CliRunner().invoke(main, ["train", "--config", tmp_path / "ganomaly.yaml", "--model", "draem",
-                                     "--data-root", tmp_path, "--output", tmp_path / "run"])
+                                     "--data-root", tmp_path, "--output", tmp_path / "run", "--profile", "paper"])
     assert done.exit_code == 0, done.output
     cfg = seen["cfg"]
     draem = RunConfig.for_model("draem")
