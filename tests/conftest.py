@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,21 @@ def make_config(builtin_category, tmp_path):
         return tiny_config(builtin_category, tmp_path / name, **train)
 
     return factory
+
+
+TRAINING_FIXTURES = {"trained", "tiled_run", "served", "report"}
+"""Fixtures that train a model: a test using one is `slow`."""
+TRAINING_MODULES = {"test_trainer", "test_distributed", "test_contamination", "test_known_defects", "test_cli", "test_demo"}
+"""Test modules whose tests (nearly) all train or run the command line end to end."""
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that trains a model `slow` (a training fixture, a training module, or `.fit(` in its body),
+    so `pytest -m "not slow"` is a quick unit run; the plain `pytest` of scripts/test.sh still runs all."""
+    for item in items:
+        function = getattr(item, "function", None)
+        trains = (TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
+                  or item.module.__name__.rpartition(".")[2] in TRAINING_MODULES
+                  or (function is not None and ".fit(" in inspect.getsource(function)))
+        if trains:
+            item.add_marker("slow")

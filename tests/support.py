@@ -29,17 +29,18 @@ def tiny_config(category_dir: Path, output: Path, **train) -> RunConfig:
 
 
 def checkpoint_round_trip(checkpoint: Path, cfg: RunConfig, size: tuple[int, int] = (64, 64)):
-    """(Predictor loaded from `checkpoint`, outputs of a fresh `build_model(cfg)` given the checkpoint's weights,
-    the predictor's `Prediction`), both on the same two random images."""
+    """(Predictor loaded from `checkpoint`, scored outputs of a fresh `build_model(cfg)` given the checkpoint's
+    weights (`wrap_for_inference`), the predictor's `Prediction`), both on the same two random images."""
     import torch
 
     from grdnet.inference import Predictor
     from grdnet.models import build_model
+    from grdnet.tiling import wrap_for_inference
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
     model = build_model(cfg).eval()
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     images = torch.rand(2, cfg.data.channels, *size)
     with torch.no_grad():
-        expected = model(images)
+        expected = wrap_for_inference(model, cfg).eval()(images)
     return predictor, expected, predictor.predict(images)

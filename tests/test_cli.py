@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from grdnet.config import RunConfig
+
 from support import shared_data_dir
 
 
@@ -95,3 +97,31 @@ def test_bad_input_gives_one_line_errors(args, fragment):
     assert done.returncode == 2
     assert fragment in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_model_flag_over_a_config_keeps_only_the_keys_the_file_sets(tmp_path, monkeypatch):
+    """`--config ganomaly.yaml --model draem` trains DRAEM with DRAEM's defaults plus what the file sets."""
+    from click.testing import CliRunner
+
+    import grdnet.training
+    from grdnet.cli import main
+
+    seen = {}
+
+    class Capture:
+        def __init__(self, cfg, **_):
+            seen["cfg"] = cfg
+
+        def fit(self):
+            raise SystemExit(0)
+
+    monkeypatch.setattr(grdnet.training, "Trainer", Capture)
+    (tmp_path / "ganomaly.yaml").write_text("model:\n  name: ganomaly\ntrain:\n  batch_size: 4\n")
+    done = CliRunner().invoke(main, ["train", "--config", tmp_path / "ganomaly.yaml", "--model", "draem",
+                                     "--data-root", tmp_path, "--output", tmp_path / "run", "--profile", "paper"])
+    assert done.exit_code == 0, done.output
+    cfg = seen["cfg"]
+    draem = RunConfig.for_model("draem")
+    assert cfg.model == draem.model and cfg.synthesis == draem.synthesis
+    assert (cfg.train.lr, cfg.train.epochs, cfg.train.betas) == (draem.train.lr, draem.train.epochs, draem.train.betas)
+    assert cfg.train.batch_size == 4

@@ -45,3 +45,12 @@ def test_bad_yaml_names_file_and_setting(tmp_path: Path, text: str, fragment: st
 def test_unknown_override_is_an_error():
     with pytest.raises(ConfigError, match="train.nope"):
         RunConfig().updated({"train.nope": 1})
+
+
+def test_the_tileable_methods_are_the_map_scored_models():
+    """config.MAP_SCORED_MODELS (which methods may be tiled) agrees with what each model declares."""
+    from grdnet.config import MAP_SCORED_MODELS
+    from grdnet.models import IMPLEMENTED
+
+    declared = {name: build.__self__.map_scored for name, build in IMPLEMENTED.items()}
+    assert {name for name, scored in declared.items() if scored} == set(MAP_SCORED_MODELS)

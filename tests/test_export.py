@@ -8,8 +8,9 @@ import onnx
 import pytest
 import torch
 
+from grdnet.checkpoint import checkpoint_file, sha256_file
 from grdnet.errors import ConfigError
-from grdnet.export import checkpoint_file, export_onnx, sha256
+from grdnet.export import export_onnx
 from grdnet.inference import Predictor
 from grdnet.onnx_predictor import OnnxPredictor
 from grdnet.training import Trainer
@@ -53,7 +54,8 @@ def test_dynamic_size_runs_at_another_size(trained, exported):
     images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = model(images)
-    got = OnnxPredictor(exported.path).session.run(["smoothed_map", "score"], {"image": images.numpy()})
+    region = np.ones((2, 1, 96, 128), np.float32)
+    got = OnnxPredictor(exported.path).session.run(["smoothed_map", "score"], {"image": images.numpy(), "region": region})
     np.testing.assert_allclose(got[0], expected["smoothed_map"].numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(got[1], expected["score"].numpy(), atol=1e-4, rtol=0)
 
@@ -61,7 +63,7 @@ def test_dynamic_size_runs_at_another_size(trained, exported):
 def test_metadata_round_trip(trained, exported):
     state = torch.load(checkpoint_file(trained.run_dir), weights_only=True)
     meta = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
-    assert meta["grdnet.checkpoint_sha256"] == sha256(checkpoint_file(trained.run_dir))
+    assert meta["grdnet.checkpoint_sha256"] == sha256_file(checkpoint_file(trained.run_dir))
     assert json.loads(meta["grdnet.config"]) == state["config"]
     predictor = OnnxPredictor(exported.path)
     assert predictor.threshold == pytest.approx(state["threshold"])
@@ -76,9 +78,9 @@ def test_fixed_size_export_and_drae_refuses_dynamic_size(trained, tmp_path):
     state = torch.load(trained.best_checkpoint, weights_only=True)
     state["config"]["model"]["bottleneck"] = "drae"
     state["config"]["model"]["latent_dim"] = 16
+    from grdnet.checkpoint import save_checkpoint
     from grdnet.config import RunConfig
     from grdnet.models import build_model
-    from grdnet.training.checkpoint import save_checkpoint
 
     state["model"] = build_model(RunConfig.from_dict(state["config"])).state_dict()
     state.pop("format")

@@ -32,12 +32,27 @@ def test_predictor_loads_a_checkpoint_alone(trained):
 
 
 def test_predictor_runs_only_the_inference_path(trained):
+    """E1, decoder and segmenter run; E2 and the discriminator (training only) do not."""
     predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
-    ran = []
-    for name in ("discriminator",):
-        getattr(predictor.model, name).register_forward_hook(lambda *a, n=name: ran.append(n))
+    model, ran = predictor.model.model, []
+    parts = {"encoder1": model.generator.encoder1, "decoder": model.generator.decoder, "encoder2": model.generator.encoder2,
+             "discriminator": model.discriminator, "segmenter": model.segmenter}
+    for name, part in parts.items():
+        part.register_forward_hook(lambda *a, n=name: ran.append(n))
     predictor.predict(torch.rand(1, 3, 64, 64))
-    assert ran == []
+    assert ran == ["encoder1", "decoder", "segmenter"]
+
+
+def test_importing_inference_pulls_in_no_training_code():
+    """The layers point down: checkpoints are read below training, so serving never loads the trainer."""
+    import subprocess
+    import sys
+
+    code = ("import sys, grdnet.inference; "
+            "print(sorted(m for m in sys.modules if m.startswith(('grdnet.training', 'grdnet.synthesis', 'rich'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_arrays_of_any_kind_are_accepted(trained):
@@ -73,7 +88,7 @@ def test_predict_folder_without_images_is_a_clear_error(trained, tmp_path):
 
 def test_fit_resize_zeroes_maps_on_the_padding_and_scores_the_image_only(trained, tmp_path):
     loaded = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
-    fit = Predictor(loaded.model, loaded.cfg.updated({"data.resize": "fit"}), loaded.threshold, loaded.device, False)
+    fit = Predictor(loaded.model.model, loaded.cfg.updated({"data.resize": "fit"}), loaded.threshold, loaded.device, False)
     wide = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)  # fits as rows 0–31 of 64×64
     batch, valid = fit.prepare(wide)
     assert batch.shape == (1, 3, 64, 64) and torch.all(batch[:, :, 32:] == 0)

@@ -284,3 +284,19 @@ def test_evaluate_is_json_safe(tmp_path):
     saved = json.loads(save_json(only_normal, tmp_path / "out" / "metrics.json").read_text())
     assert saved["image_AUROC"] is None  # … and written as null
     assert saved["num_images"] == 2
+
+
+def test_pixel_metrics_use_only_the_images_with_masks():
+    maps = np.zeros((3, 8, 8), np.float32)
+    masks = np.zeros((3, 8, 8), np.float32)
+    masks[1, 2:4, 2:4] = 1
+    maps[1, 2:4, 2:4] = 0.9
+    maps[2, 5:7, 5:7] = 0.9  # an image-labelled defect: hot, but its pixels' truth is unknown
+    scores, labels = np.array([0.0, 0.9, 0.9]), np.array([0, 1, 1])
+    kept = evaluate(scores, labels, maps, masks, pixel_labelled=[True, True, False])
+    assert kept["pixel_AUROC"] == pytest.approx(1.0) and kept["image_AUROC"] == pytest.approx(1.0)
+    assert kept["pixel_note"] == "pixel metrics on 2 of 3 images: 1 defect images have no mask (image-level labels)"
+    assert evaluate(scores, labels, maps, masks)["pixel_AUROC"] < 1.0  # the unknown pixels counted as normal
+    skipped = evaluate(scores[[0, 2]], labels[[0, 2]], maps[[0, 2]], masks[[0, 2]], pixel_labelled=[True, False])
+    assert math.isnan(skipped["pixel_AUROC"]) and math.isnan(skipped["pixel_AUPRO"])
+    assert skipped["pixel_note"].startswith("pixel metrics skipped") and skipped["image_AUROC"] == pytest.approx(1.0)

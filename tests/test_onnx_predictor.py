@@ -15,9 +15,9 @@ from grdnet.predictions_io import Prediction, find_regions, inspection_record, w
 @pytest.fixture(scope="module")
 def onnx_file(builtin_category, tmp_path_factory):
     """An untrained tiny model's checkpoint (threshold 0.5), exported; training is not needed here."""
+    from grdnet.checkpoint import save_checkpoint
     from grdnet.export import export_onnx
     from grdnet.models import build_model
-    from grdnet.training.checkpoint import save_checkpoint
 
     from support import tiny_config
 
@@ -73,11 +73,11 @@ def test_accepts_arrays_and_resizes(onnx_file):
 
 
 def test_fit_export_pads_and_zeroes_maps_like_torch(builtin_category, tmp_path):
+    from grdnet.checkpoint import save_checkpoint
     from grdnet.export import export_onnx
     from grdnet.inference import Predictor
     from grdnet.models import build_model
     from grdnet.onnx_predictor import OnnxPredictor
-    from grdnet.training.checkpoint import save_checkpoint
 
     from support import tiny_config
 
@@ -142,3 +142,16 @@ def test_json_output_on_hand_made_maps(tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "scores.csv").open()))
     assert json.loads(rows[0]["regions"]) == records[0]["regions"] and rows[1]["decision"] == "ok"
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["defect.png", "good.png"]
+
+
+def test_prepare_gives_the_pixels_training_reads(onnx_file, tmp_path):
+    """Arrays of another size and channel count become exactly what `read_image` gives for the same file."""
+    from grdnet.data import read_image
+    from grdnet.onnx_predictor import OnnxPredictor
+
+    predictor = OnnxPredictor(onnx_file)
+    for name, array in (("rgb", np.random.default_rng(0).integers(0, 256, (80, 100, 3), np.uint8)),
+                        ("gray", np.random.default_rng(1).integers(0, 256, (50, 70), np.uint8))):
+        Image.fromarray(array).save(tmp_path / f"{name}.png")
+        batch, _ = predictor.prepare(array)
+        np.testing.assert_allclose(batch[0], read_image(tmp_path / f"{name}.png", 3, (64, 64)).numpy(), atol=1e-6)

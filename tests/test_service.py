@@ -10,11 +10,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from grdnet.checkpoint import sha256_file
 from grdnet.cli import main
 from grdnet.config import RunConfig
 from grdnet.data.builtin import make_builtin_dataset
 from grdnet.inference import Predictor
-from grdnet.records import InspectionLog, sha256_file
+from grdnet.records import InspectionLog
 from grdnet.service import MicroBatcher, create_app
 from grdnet.training import Trainer
 
@@ -131,13 +132,15 @@ def test_concurrent_requests_share_a_batch(served, png):
 class Darkness(torch.nn.Module):
     """Stand-in model whose anomaly map is 1 − brightness: black "fit" padding looks fully anomalous."""
 
+    map_scored = True
+
     def forward(self, x):
-        anomaly_map = 1 - x.mean(dim=1, keepdim=True)
-        return {"anomaly_map": anomaly_map, "smoothed_map": anomaly_map, "score": anomaly_map.flatten(1).amax(1)}
+        return {"anomaly_map": 1 - x.mean(dim=1, keepdim=True)}
 
 
 def test_fit_resize_leaves_the_padding_out_of_the_score():
-    cfg = RunConfig().updated({"data.image_size": [64, 64], "data.resize": "fit", "train.device": "cpu"})
+    cfg = RunConfig().updated({"data.image_size": [64, 64], "data.resize": "fit", "train.device": "cpu",
+                               "scoring.smoothing_kernel": 1})
     predictor = Predictor(Darkness(), cfg, threshold=0.5, device=torch.device("cpu"), bf16=False)
     white = io.BytesIO()
     Image.fromarray(np.full((32, 64), 255, np.uint8)).save(white, format="PNG")  # fits as the top half of 64×64

@@ -133,12 +133,7 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
-    if config_path:
-        cfg = RunConfig.from_yaml(config_path)
-        if model and model != cfg.model.name:
-            cfg = RunConfig.for_model(model, {k: v for k, v in cfg.to_dict().items() if k != "model"})
-    else:
-        cfg = RunConfig.for_model(model or "grdnet")
+    cfg = RunConfig.from_yaml(config_path, model=model) if config_path else RunConfig.for_model(model or "grdnet")
     overrides = {"data.root": data_root and str(data_root), "data.category": category,
         "data.layout": layout, "data.image_size": parse_size(image_size), "data.resize": resize,
         "data.tile_size": parse_size(tile_size), "data.tile_stride": parse_size(tile_stride), "data.channels": channels and int(channels),
@@ -192,7 +187,7 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     if no_roi:
         data_cfg = data_cfg.model_copy(update={"test_roi": None})
     predictor.cfg = predictor.cfg.model_copy(update={"data": data_cfg})
-    index = index_dataset(data_cfg)
+    index = index_dataset(data_cfg, decode_training=False)
     result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size)
     run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
     out_dir = output or run_dir / "test"
@@ -200,6 +195,8 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     save_json(result.metrics, out_dir / "metrics.json")
     _write_records(result.records, out_dir / "scores.csv")
     print_metrics(result.metrics)
+    if "pixel_note" in result.metrics:
+        console.print(f"note: {result.metrics['pixel_note']}")
     console.print(f"metrics written to {out_dir / 'metrics.json'}")
     if report:
         from grdnet.reports import write_report

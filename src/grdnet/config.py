@@ -1,7 +1,7 @@
 """Typed run configuration, loadable from and savable to YAML.
 
 One `RunConfig` describes a whole run: data, anomaly synthesis, model, losses, training and scoring.
-Every field has the default given by SPEC.md; unknown keys are rejected so a typo in a YAML file is an
+Every field has a default (the GRD-Net paper's setting where the paper gives one); unknown keys are rejected so a typo in a YAML file is an
 error, not a silently ignored setting.
 """
 
@@ -86,7 +86,7 @@ class DataConfig(_Section):
 
 
 class SynthesisConfig(_Section):
-    """DRAEM-style synthetic anomalies (SPEC.md §2)."""
+    """DRAEM-style synthetic anomalies."""
 
     probability: float = Field(0.5, ge=0.0, le=1.0)
     beta: tuple[float, float] = (0.1, 1.0)
@@ -268,7 +268,9 @@ class RunConfig(_Section):
             raise ConfigError(f"{source}: {problems}") from None
 
     @classmethod
-    def from_yaml(cls, path: Path) -> "RunConfig":
+    def from_yaml(cls, path: Path, model: str | None = None) -> "RunConfig":
+        """The file's settings laid over the defaults of its method, or of `model` when given (e.g. the
+        `--model` flag): then only the keys the file sets carry over, never another method's defaults."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found; pass an existing YAML file")
@@ -278,8 +280,11 @@ class RunConfig(_Section):
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, …)")
-        name = (data.get("model") or {}).get("name", "grdnet") if isinstance(data.get("model"), (dict, type(None))) else "grdnet"
-        return cls.for_model(name, data, source=str(path))
+        section = data.get("model")
+        name = (section or {}).get("name", "grdnet") if isinstance(section, (dict, type(None))) else "grdnet"
+        if model is not None and isinstance(section, dict):
+            data = {**data, "model": {**section, "name": model}}
+        return cls.for_model(model or name, data, source=str(path))
 
     @classmethod
     def for_model(cls, name: str, data: dict[str, Any] | None = None, source: str = "configuration") -> "RunConfig":

@@ -51,6 +51,6 @@ def run_demo(output: Path, epochs: int | None = None, device: str = "auto", seed
         cfg = cfg.updated({"train.epochs": epochs})
     result = Trainer(cfg, show_progress=show_progress).fit()
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device=device)
-    evaluation = evaluate_samples(predictor, index_dataset(cfg.data).test, use_rois=True)
+    evaluation = evaluate_samples(predictor, index_dataset(cfg.data, decode_training=False).test, use_rois=True)
     save_json(evaluation.metrics, result.run_dir / "test" / "metrics.json")
     return evaluation.metrics

@@ -1,4 +1,4 @@
-"""Score a trained model on the test split and compute the reported metrics (SPEC.md §5)."""
+"""Score a trained model on the test split and compute the reported metrics (`grdnet.metrics.evaluate`)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
                      num_workers: int = 0) -> Evaluation:
     """Predict every test sample and evaluate with the predictor's (validation-calibrated) threshold.
 
-    With `use_rois`, an image counts as defective only when its defect touches the ROI, and pixel metrics
-    are computed inside the ROI; without, "fit" padding is still left out of the pixel metrics.
+    With `use_rois`, images are scored inside their ROI (`grdnet.scoring.ScoringHead`), an image counts as
+    defective only when its defect touches the ROI, and pixel metrics are computed inside the ROI; without,
+    "fit" padding is still left out of scores and pixel metrics. Defect images without a mask (image-level
+    labels) count in the image metrics only (`metrics["pixel_note"]` says so).
     """
     cfg = predictor.cfg
     dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
@@ -39,7 +41,7 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
     extra: dict[str, list[np.ndarray]] = {}
     for batch in loader:
         valid = batch["valid"][:, 0].numpy()
-        pred = predictor.predict(batch["image"], valid)
+        pred = predictor.predict(batch["image"], valid, batch["roi"][:, 0].numpy() if use_rois else None)
         scores.append(pred.score)
         for name, values in pred.extra_scores.items():
             extra.setdefault(name, []).append(values)
@@ -55,7 +57,8 @@ def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool
     scored_region = np.concatenate(valids) if roi is None and cfg.data.resize == "fit" else roi
     labels = np.array([s.label for s in samples])
     defect_types = [s.defect_type for s in samples]
-    metrics = evaluate(score, labels, smoothed, mask, scored_region, threshold=predictor.threshold, defect_types=defect_types)
+    metrics = evaluate(score, labels, smoothed, mask, scored_region, threshold=predictor.threshold, defect_types=defect_types,
+                       pixel_labelled=np.array([s.pixel_labelled for s in samples]))
     counted = effective_labels(labels, mask, scored_region)
     for name, values in extra.items():
         metrics[f"image_AUROC_{name}"] = image_auroc(np.concatenate(values), counted)

@@ -1,4 +1,6 @@
-"""Export a checkpoint's inference forward (maps, smoothing and score inside the graph) to ONNX.
+"""Export a checkpoint's inference forward (maps, and the `ScoringHead`'s smoothing, region mask and score
+inside the graph) to ONNX. The graph takes `image` (B, C, H, W) in [0, 1] and `region` (B, 1, H, W) in
+{0, 1}: where the image is inspected (ones, or the ROI; 0 on "fit" padding).
 
 The file carries its own metadata (`metadata_props`, keys `grdnet.*`: resolved config, threshold, input
 size, resize mode, channels, version, checkpoint SHA-256), so `grdnet.onnx_predictor.OnnxPredictor` needs
@@ -7,7 +9,6 @@ nothing else. A run trained on tiles is exported with its tiling (`grdnet.tiling
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 import grdnet
+from grdnet.checkpoint import checkpoint_file, load_checkpoint, sha256_file
 from grdnet.errors import ConfigError, GrdnetError
 from grdnet.extras import require
 
@@ -42,22 +44,6 @@ class ExportResult:
     parity_inputs: str
 
 
-def checkpoint_file(path: Path) -> Path:
-    """The file `load_checkpoint` reads for `path` (a run folder resolves to best.pt, else last.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        return next((c for c in (path / "best.pt", path / "last.pt") if c.is_file()), path / "best.pt")
-    return path
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool = False,
                 opset: int = DEFAULT_OPSET, parity: bool = True) -> ExportResult:
     """Export `checkpoint` (file or run folder) to ONNX with a dynamic batch axis (and H/W with `dynamic_size`).
@@ -71,7 +57,6 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     from grdnet.models import build_model
     from grdnet.onnx_predictor import FORMAT
     from grdnet.tiling import wrap_for_inference
-    from grdnet.training.checkpoint import load_checkpoint
 
     source = checkpoint_file(checkpoint)
     state = load_checkpoint(source)
@@ -86,19 +71,20 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     model = wrap_for_inference(trained, cfg).eval()
     size = tuple(cfg.data.image_size)
     example = torch.rand(2, cfg.data.channels, *size, generator=torch.Generator().manual_seed(0))
+    region = torch.ones(2, 1, *size)
     with torch.no_grad():
-        names = list(OUTPUTS) + sorted(k for k in model(example) if k.startswith("score_"))
+        names = list(OUTPUTS) + sorted(k for k in model(example, region) if k.startswith("score_"))
         if dynamic_size:
             _check_other_size(model, cfg)
     output = Path(output) if output else source.with_suffix(".onnx")
     output.parent.mkdir(parents=True, exist_ok=True)
-    axes = {"image": {0: "batch"}, **{name: {0: "batch"} for name in names}}
+    axes = {"image": {0: "batch"}, "region": {0: "batch"}, **{name: {0: "batch"} for name in names}}
     if dynamic_size:
-        for name in ("image", "anomaly_map", "smoothed_map"):
+        for name in ("image", "region", "anomaly_map", "smoothed_map"):
             axes[name].update({2: "height", 3: "width"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected
-        torch.onnx.export(_inference_graph(model, names), (example,), str(output), input_names=["image"],
+        torch.onnx.export(_inference_graph(model, names), (example, region), str(output), input_names=["image", "region"],
                           output_names=names, dynamic_axes=axes, opset_version=opset, dynamo=False)
     threshold = float(state.get("threshold", float("nan")))
     _write_metadata(output, {
@@ -111,7 +97,7 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
         "dynamic_size": json.dumps(dynamic_size),
         "outputs": json.dumps(names),
         "version": grdnet.__version__,
-        "checkpoint_sha256": sha256(source),
+        "checkpoint_sha256": sha256_file(source),
     })
     result = ExportResult(output, dynamic_size, {}, "")
     if parity:
@@ -129,8 +115,8 @@ def _inference_graph(model: nn.Module, names: list[str]) -> nn.Module:
             super().__init__()
             self.model = model
 
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out = self.model(x)
+        def forward(self, x: torch.Tensor, region: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model(x, region)
             return tuple(out[name] for name in names)
 
     return InferenceGraph()
@@ -188,9 +174,10 @@ def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(names, {"image": images.numpy().astype(np.float32)})))
+    region = torch.ones(images.shape[0], 1, *images.shape[-2:])
+    got = dict(zip(names, session.run(names, {"image": images.numpy().astype(np.float32), "region": region.numpy()})))
     with torch.no_grad():
-        expected = model.float().cpu()(images.float())
+        expected = model.float().cpu()(images.float(), region)
     return {name: float(np.abs(got[name] - expected[name].numpy()).max()) for name in names}
 
 

@@ -14,14 +14,14 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from grdnet.config import MAP_SCORED_MODELS, RunConfig
-from grdnet.data import read_image_with_valid, resize_image
+from grdnet.checkpoint import load_checkpoint
+from grdnet.config import RunConfig
+from grdnet.data import read_image_with_valid
 from grdnet.models import build_model
-from grdnet.pixels import content_mask
-from grdnet.predictions_io import Prediction, build_prediction, list_images, write_predictions
+from grdnet.pixels import array_pixels, chw_pixels, prepare_pixels
+from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
 from grdnet.runtime import autocast, resolve_device, uses_bf16
 from grdnet.tiling import wrap_for_inference
-from grdnet.training.checkpoint import load_checkpoint
 
 
 class Predictor:
@@ -56,55 +56,42 @@ class Predictor:
         model's channel count, valid (B,H,W) float32: 1 where the image lies, 0 on "fit" padding).
 
         Accepts a (B,C,H,W) / (C,H,W) tensor in [0,1], or arrays (H,W) / (H,W,C) of uint8, uint16 or float in
-        [0,1] (one array or a list; sizes may differ).
+        [0,1] (one array or a list; sizes may differ). Anything not already at the model's size and channel
+        count goes through `grdnet.pixels.prepare_pixels`, as image files do.
         """
+        channels, resize, size = self.cfg.data.channels, self.cfg.data.resize, self.image_size
         if isinstance(images, torch.Tensor):
-            batch = images.float()
-            tensors = list(batch.unsqueeze(0) if batch.ndim == 3 else batch)
+            batch = images.float().unsqueeze(0) if images.ndim == 3 else images.float()
+            if batch.shape[1] == channels and tuple(batch.shape[-2:]) == size:
+                return batch.clamp(0, 1), np.ones((len(batch), *size), dtype=np.float32)
+            pixels = [chw_pixels(image.detach().cpu().numpy()) for image in batch]
         else:
             single = isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and not _is_batch(images)))
-            tensors = [self._array_to_tensor(a) for a in ([images] if single else list(images))]
-        channels, resize = self.cfg.data.channels, self.cfg.data.resize
-        prepared, valid = [], []
-        for image in tensors:
-            if image.shape[0] != channels:
-                image = image.mean(dim=0, keepdim=True) if channels == 1 else image[:1].expand(3, -1, -1)
-            prepared.append(resize_image(image, self.image_size, resize))
-            valid.append(content_mask(image.shape[-2], image.shape[-1], self.image_size, resize))
-        return torch.stack(prepared).clamp(0, 1), np.stack(valid)
-
-    @staticmethod
-    def _array_to_tensor(array: np.ndarray) -> torch.Tensor:
-        array = np.asarray(array)
-        if array.dtype == np.uint8:
-            scaled = array.astype(np.float32) / 255.0
-        elif array.dtype == np.uint16:
-            scaled = array.astype(np.float32) / 65535.0
-        else:
-            scaled = array.astype(np.float32)
-        if scaled.ndim == 2:
-            scaled = scaled[..., None]
-        if scaled.shape[-1] == 4:
-            scaled = scaled[..., :3]
-        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(scaled, -1, 0)))
+            pixels = [array_pixels(array) for array in ([images] if single else list(images))]
+        prepared = [prepare_pixels(p, channels, size, resize) for p in pixels]
+        return (torch.from_numpy(np.stack([image for image, _ in prepared])),
+                np.stack([valid for _, valid in prepared]))
 
     # ---------------------------------------------------------------- prediction
     @torch.no_grad()
-    def predict(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None) -> Prediction:
-        """Predict one batch (see `prepare` for accepted inputs); maps are 0 on "fit" padding.
+    def predict(self, images: torch.Tensor | np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None,
+                roi: np.ndarray | None = None) -> Prediction:
+        """Predict one batch (see `prepare` for accepted inputs) with the `ScoringHead`'s rule: maps are 0
+        outside the inspected region (the ROI, never "fit" padding), map-scored methods score its maximum.
 
         `valid` (B,H,W) overrides the padding mask `prepare` derives from the inputs' sizes: pass the one from
-        `load_files` (or `ImageDataset`'s `valid`) for images that were resized already.
+        `load_files` (or `ImageDataset`'s `valid`) for images that were resized already. `roi` (B,H,W) or
+        (H,W) in {0, 1} at the model's size; None = the whole image.
         """
         batch, derived = self.prepare(images)
         batch = batch.to(self.device, non_blocking=True)
+        region = torch.from_numpy(inspected_region(derived if valid is None else valid, roi)).to(self.device)
         if self.device.type == "cuda" and self.cfg.train.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.bf16):
-            out = self.model(batch)
+            out = self.model(batch, region)
         outputs = {k: v.float().cpu().numpy() for k, v in out.items() if k in ("anomaly_map", "smoothed_map") or k.startswith("score")}
-        return build_prediction(outputs, self.threshold, derived if valid is None else valid,
-                                score_from_map=self.cfg.model.name in MAP_SCORED_MODELS)
+        return build_prediction(outputs, self.threshold)
 
     def load_files(self, paths: Sequence[Path], workers: int = 8) -> tuple[torch.Tensor, np.ndarray]:
         """Decode and resize image files in parallel threads → (images (N,C,H,W), valid (N,H,W), see `prepare`)."""

@@ -1,4 +1,4 @@
-"""Loss terms (GRD-Net paper eq. 1–6, SPEC.md §3). All inputs are cast to float32 (safe under bf16 autocast)."""
+"""Loss terms (GRD-Net paper eq. 1–6). All inputs are cast to float32 (safe under bf16 autocast)."""
 
 from __future__ import annotations
 

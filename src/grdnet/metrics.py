@@ -1,4 +1,4 @@
-"""Evaluation metrics and threshold calibration (SPEC.md §5).
+"""Evaluation metrics and threshold calibration (pixel metrics as MVTec AD defines them).
 
 Inputs may be numpy arrays or torch tensors. Image scores are `(N,)`, labels `(N,)` with 0 = normal and
 1 = defect; anomaly maps, defect masks and ROIs are `(N, H, W)` or `(N, 1, H, W)` (masks and ROIs: 1 inside,
@@ -298,13 +298,18 @@ def evaluate(
     rois: Any = None,
     threshold: float | None = None,
     defect_types: list[str] | None = None,
+    pixel_labelled: Any = None,
 ) -> dict[str, Any]:
-    """All metrics of SPEC.md §5 as a JSON-safe dict (plain numbers; undefined metrics are NaN).
+    """All reported metrics as a JSON-safe dict (plain numbers; undefined metrics are NaN).
 
     Keys: counts, `image_AUROC`, `F1_max_oracle`, `threshold_oracle`; `pixel_AUROC` and `pixel_AUPRO` when
     `maps` and `masks` are given; `F1`, `precision`, `recall`, `accuracy`, `threshold` and confusion counts
     when `threshold` is given; `per_defect_type` (each defect type against all normal images) when
     `defect_types` `(N,)` is given. With ROIs, labels are `effective_labels`.
+
+    `pixel_labelled` `(N,)` bool marks the images whose mask is ground truth (False: a defect image with an
+    image-level label only). Pixel metrics then use only those images, and `pixel_note` says so in one line;
+    with no defect image among them the pixel metrics are NaN ("skipped").
     """
     values = _scores(scores)
     truth = _labels(labels, values.size)
@@ -319,8 +324,7 @@ def evaluate(
     results["image_AUROC"] = image_auroc(values, effective)
     results.update(f1_max(values, effective))
     if maps is not None and masks is not None:
-        results["pixel_AUROC"] = pixel_auroc(maps, masks, rois)
-        results["pixel_AUPRO"] = pixel_aupro(maps, masks, rois)
+        results.update(_pixel_metrics(maps, masks, rois, truth, pixel_labelled))
     if threshold is not None:
         results.update(threshold_metrics(values, effective, threshold))
     if defect_types is not None:
@@ -337,6 +341,26 @@ def evaluate(
             }
         results["per_defect_type"] = per_type
     return results
+
+
+def _pixel_metrics(maps: Any, masks: Any, rois: Any, labels: np.ndarray, pixel_labelled: Any) -> dict[str, Any]:
+    """pixel_AUROC and pixel_AUPRO on the images with pixel labels (see `evaluate`), plus `pixel_note` when some
+    images were left out."""
+    kept = np.ones(labels.size, dtype=bool) if pixel_labelled is None else _array(pixel_labelled).astype(bool).ravel()
+    if kept.all():
+        return {"pixel_AUROC": pixel_auroc(maps, masks, rois), "pixel_AUPRO": pixel_aupro(maps, masks, rois)}
+    left_out = int((~kept).sum())
+    if not labels[kept].any():
+        return {"pixel_AUROC": math.nan, "pixel_AUPRO": math.nan,
+                "pixel_note": f"pixel metrics skipped: none of the {int(labels.sum())} defect images has a mask "
+                              "(image-level labels only)"}
+    roi = None if rois is None else _array(rois)
+    if roi is not None and roi.ndim >= 3 and roi.shape[0] == labels.size:
+        roi = roi[kept]
+    return {"pixel_AUROC": pixel_auroc(_array(maps)[kept], _array(masks)[kept], roi),
+            "pixel_AUPRO": pixel_aupro(_array(maps)[kept], _array(masks)[kept], roi),
+            "pixel_note": f"pixel metrics on {int(kept.sum())} of {labels.size} images: {left_out} defect images "
+                          "have no mask (image-level labels)"}
 
 
 def _json_safe(value: Any) -> Any:

@@ -1,9 +1,8 @@
 """`OnnxPredictor`: runs a file written by `grdnet export` with ONNX Runtime — NumPy, Pillow, no torch.
 
 Threshold, input size, resize mode ("stretch" / "fit") and channels come from the file's `grdnet.*`
-metadata. Files are decoded with Pillow and resized with Pillow's bilinear filter, so scores of images that need resizing differ slightly
-(order 1e-3) from the PyTorch `Predictor`, which resizes with torch's antialiased bilinear; inputs
-already at the model's size give the same results within float32 precision.
+metadata. Files and arrays go through the same pixel path (`grdnet.pixels`) as training and the PyTorch
+`Predictor`, so both predictors see identical pixels and agree within float32 precision.
 """
 
 from __future__ import annotations
@@ -15,13 +14,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from grdnet.config import MAP_SCORED_MODELS
 from grdnet.errors import CheckpointError, DataError
 from grdnet.extras import require
-from grdnet.pixels import content_mask, decode_pixels, resize_array, to_channels
-from grdnet.predictions_io import Prediction, build_prediction, list_images, write_predictions
+from grdnet.pixels import array_pixels, chw_pixels, decode_pixels, prepare_pixels
+from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
 
-FORMAT = "grdnet-onnx-v1"
+FORMAT = "grdnet-onnx-v2"
+"""v2: the graph takes `region` beside `image` and scores inside it (v1 graphs scored the whole image)."""
 
 
 class OnnxPredictor:
@@ -40,6 +39,9 @@ class OnnxPredictor:
         except Exception as error:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: cannot be loaded by ONNX Runtime ({str(error).splitlines()[0]}); re-export it") from None
         meta = {k[len("grdnet."):]: v for k, v in self.session.get_modelmeta().custom_metadata_map.items() if k.startswith("grdnet.")}
+        if meta.get("format", "").startswith("grdnet-onnx-") and meta["format"] != FORMAT:
+            raise CheckpointError(f"{path}: exported by another grdnet version ({meta['format']}, this one reads {FORMAT}); "
+                                  "re-export the checkpoint with grdnet export")
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a grdnet export (no grdnet metadata); write one with grdnet export")
         self.path = path
@@ -58,25 +60,22 @@ class OnnxPredictor:
         Accepts a (B,C,H,W) float batch, or arrays (H,W) / (H,W,C) of uint8, uint16 or float in [0,1].
         """
         if isinstance(images, np.ndarray) and images.ndim == 4:
-            batch = [image.astype(np.float32) for image in images]
+            pixels = [chw_pixels(np.clip(image.astype(np.float32), 0.0, 1.0)) for image in images]
         else:
             single = isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)))
-            batch = [_to_chw(a) for a in ([images] if single else list(images))]
-        prepared, valid = [], []
-        for image in batch:
-            if image.shape[0] != self.channels:
-                image = image.mean(axis=0, keepdims=True) if self.channels == 1 else np.repeat(image[:1], 3, axis=0)
-            prepared.append(resize_array(image, self.image_size, self.resize))
-            valid.append(content_mask(image.shape[-2], image.shape[-1], self.image_size, self.resize))
-        return np.clip(np.stack(prepared), 0.0, 1.0).astype(np.float32), np.stack(valid)
+            pixels = [array_pixels(a) for a in ([images] if single else list(images))]
+        prepared = [prepare_pixels(p, self.channels, self.image_size, self.resize) for p in pixels]
+        return np.stack([image for image, _ in prepared]), np.stack([valid for _, valid in prepared])
 
-    def predict(self, images: np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None) -> Prediction:
-        """Predict one batch (see `prepare` for accepted inputs); maps are 0 on "fit" padding. `valid` (B,H,W)
-        overrides the padding mask derived from the inputs' sizes (pass the one from `load_files`)."""
+    def predict(self, images: np.ndarray | Sequence[np.ndarray], valid: np.ndarray | None = None,
+                roi: np.ndarray | None = None) -> Prediction:
+        """Predict one batch (see `prepare` for accepted inputs), scored as `Predictor.predict` scores: maps are 0
+        outside the inspected region. `valid` (B,H,W) overrides the padding mask derived from the inputs'
+        sizes (pass the one from `load_files`); `roi` (B,H,W) or (H,W) in {0, 1}, None = the whole image."""
         batch, derived = self.prepare(images)
-        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": batch})))
-        return build_prediction(out, self.threshold, derived if valid is None else valid,
-                                score_from_map=self.config["model"]["name"] in MAP_SCORED_MODELS)
+        region = inspected_region(derived if valid is None else valid, roi)
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": batch, "region": region})))
+        return build_prediction(out, self.threshold)
 
     def load_files(self, paths: Sequence[Path], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Decode and resize image files in parallel threads → (images (N,C,H,W) float32, valid (N,H,W))."""
@@ -85,9 +84,7 @@ class OnnxPredictor:
                 pixels = decode_pixels(path)
             except Exception as error:  # Pillow raises many types for corrupt files
                 raise DataError(f"{path}: cannot read image ({error or type(error).__name__}); replace or delete the file") from None
-            height, width = pixels.shape[:2]
-            image = resize_array(to_channels(pixels, self.channels), self.image_size, self.resize)
-            return image, content_mask(height, width, self.image_size, self.resize)
+            return prepare_pixels(pixels, self.channels, self.image_size, self.resize)
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             loaded = list(pool.map(load, paths))
@@ -106,12 +103,3 @@ class OnnxPredictor:
         paths = list_images(folder)
         return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays, json_output)
 
-
-def _to_chw(array: np.ndarray) -> np.ndarray:
-    """(H,W) / (H,W,C) uint8, uint16 or float array → (C,H,W) float32 in [0,1] (alpha dropped)."""
-    array = np.asarray(array)
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
-    scaled = array.astype(np.float32) / scale
-    if scaled.ndim == 2:
-        scaled = scaled[..., None]
-    return np.ascontiguousarray(np.moveaxis(scaled[..., :3], -1, 0))

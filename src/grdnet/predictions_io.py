@@ -38,32 +38,20 @@ class Prediction:
     extra_scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def mask_padding(smoothed_map: np.ndarray, score: np.ndarray, valid: np.ndarray,
-                 score_from_map: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed maps (B, H, W) zeroed where `valid` (B, H, W) is 0 ("fit" padding), and the scores (B,): with
-    `score_from_map` (the model's score is the max of its smoothed map) the max of the masked map, so padding
-    never decides an image; otherwise unchanged. Inputs without padding come back as they are."""
-    if valid.all():
-        return smoothed_map, score
-    smoothed_map = smoothed_map * valid
-    if score_from_map:
-        score = smoothed_map.reshape(len(smoothed_map), -1).max(axis=1).astype(np.float32)
-    return smoothed_map, score
+def inspected_region(valid: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:
+    """(B, 1, H, W) float32 region the `ScoringHead` scores: `valid` (B, H, W) (0 on "fit" padding) times the
+    ROI (B, H, W) or (H, W) in {0, 1} when one is given."""
+    region = valid.astype(np.float32) if roi is None else valid.astype(np.float32) * np.asarray(roi, dtype=np.float32)
+    return np.ascontiguousarray(region[:, None])
 
 
-def build_prediction(outputs: dict[str, np.ndarray], threshold: float, valid: np.ndarray,
-                     score_from_map: bool) -> Prediction:
-    """A `Prediction` from model outputs: `anomaly_map`, `smoothed_map` (B, 1, H, W), `score` and `score_<name>` (B,).
-
-    Both maps are 0 where `valid` (B, H, W) is 0 ("fit" padding) and the score follows `mask_padding`;
-    decisions are `score >= threshold`.
-    """
-    anomaly_map = outputs["anomaly_map"][:, 0] * valid
-    smoothed_map, score = mask_padding(outputs["smoothed_map"][:, 0], outputs["score"].astype(np.float32), valid,
-                                       score_from_map)
+def build_prediction(outputs: dict[str, np.ndarray], threshold: float) -> Prediction:
+    """A `Prediction` from scored outputs (`grdnet.scoring.ScoringHead`): `anomaly_map`, `smoothed_map`
+    (B, 1, H, W), `score` and `score_<name>` (B,); decisions are `score >= threshold`."""
+    score = outputs["score"].astype(np.float32)
     return Prediction(
-        anomaly_map=anomaly_map,
-        smoothed_map=smoothed_map,
+        anomaly_map=outputs["anomaly_map"][:, 0],
+        smoothed_map=outputs["smoothed_map"][:, 0],
         score=score,
         decision=score >= threshold,
         extra_scores={k[len("score_"):]: v for k, v in outputs.items() if k.startswith("score_")},

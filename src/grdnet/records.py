@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import click
 
+from grdnet.checkpoint import sha256_file
 from grdnet.errors import ConfigError, DataError
 from grdnet.extras import require
 
@@ -43,18 +44,6 @@ class InspectionRecord:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path | str) -> str:
-    """SHA-256 of a file; for a run folder, of the checkpoint `Predictor.from_checkpoint` loads (best.pt / last.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        path = next((p for p in (path / "best.pt", path / "last.pt") if p.is_file()), path / "best.pt")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _utc(value: datetime | str | None) -> datetime | None:

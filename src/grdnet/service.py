@@ -19,8 +19,9 @@ from typing import Any, Awaitable, Callable, Sequence
 import click
 import numpy as np
 
+from grdnet.checkpoint import sha256_file
 from grdnet.extras import require
-from grdnet.records import InspectionLog, InspectionRecord, sha256_bytes, sha256_file
+from grdnet.records import InspectionLog, InspectionRecord, sha256_bytes
 
 RAW_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream"}
 FORMATS = ["PNG", "JPEG", "BMP", "TIFF"]
@@ -95,8 +96,11 @@ class MicroBatcher:
 
 # --------------------------------------------------------------------------- decoding
 def decode_image(data: bytes, max_pixels: int, what: str = "image") -> np.ndarray:
-    """Image bytes → (H,W) or (H,W,3) array (uint8, or float32 in [0,1] for 16-bit / float images); InputError when bad."""
+    """Image bytes → pixels (H,W) or (H,W,3) float32 in [0,1] (`grdnet.pixels.image_pixels`, as for files);
+    InputError when bad."""
     from PIL import Image, UnidentifiedImageError
+
+    from grdnet.pixels import image_pixels
 
     if not data:
         raise InputError(400, f"empty {what}; send the image bytes as the body or as the multipart 'file' field")
@@ -106,11 +110,7 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image") -> np.ndarra
             if width * height > max_pixels:
                 raise InputError(413, f"{what} is {width}x{height} pixels, over the limit of {max_pixels}; send a smaller image")
             img.load()
-            if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-                return np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)
-            if img.mode == "F":
-                return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-            return np.asarray(img.convert("L" if img.mode in ("1", "L", "LA", "La") else "RGB"))
+            return image_pixels(img)
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -171,7 +171,7 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from grdnet.data import resize_mask
+    from grdnet.pixels import binarize, resize_mask_array
     from grdnet.predictions_io import inspection_record
     from grdnet.visualize import overlay
 
@@ -182,11 +182,11 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     stats = Stats()
 
     def run_batch(jobs: list[Job]) -> list[Outcome]:
-        pred = predictor.predict(torch.cat([job.image for job in jobs]), np.concatenate([job.valid for job in jobs]))
+        rois = np.stack([np.ones((height, width), np.float32) if job.roi is None else job.roi for job in jobs])
+        pred = predictor.predict(torch.cat([job.image for job in jobs]), np.concatenate([job.valid for job in jobs]), rois)
         outcomes = []
         for j, job in enumerate(jobs):
-            smoothed = pred.smoothed_map[j]
-            score = float(pred.score[j]) if job.roi is None else float(smoothed[job.roi > 0.5].max(initial=0.0))
+            smoothed, score = pred.smoothed_map[j], float(pred.score[j])
             record = inspection_record("", score, threshold, smoothed, job.roi)
             outcomes.append(Outcome(score, record["decision"], record["regions"], smoothed))
         if log is not None:
@@ -198,11 +198,9 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     def prepare(data: bytes, roi_data: bytes | None) -> Job:
         image, valid = predictor.prepare(decode_image(data, max_pixels))
         roi = None
-        if roi_data is not None:
-            mask = decode_image(roi_data, max_pixels, what="roi")
-            mask = mask.mean(axis=-1) if mask.ndim == 3 else mask
-            mask = (mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)) > 0.5
-            roi = resize_mask(torch.from_numpy(mask.astype(np.float32))[None], (height, width), predictor.cfg.data.resize)[0].numpy()
+        if roi_data is not None:  # the training rule (`grdnet.data.read_mask`): any channel above zero is inside
+            mask = binarize(decode_image(roi_data, max_pixels, what="roi"))
+            roi = resize_mask_array(mask, (height, width), predictor.cfg.data.resize)[0]
         return Job(image, valid, roi, sha256_bytes(data))
 
     def heatmap_png(job: Job, outcome: Outcome) -> str:

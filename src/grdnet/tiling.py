@@ -1,8 +1,9 @@
 """Tiles: models built for `data.tile_size`, trained on random tile crops and run over whole images.
 
 `TiledModel` runs a trained model on every tile of an `image_size` image and stitches the maps (overlaps
-averaged); `wrap_for_inference` applies it when the configuration asks for tiles (the `Predictor`, the
-validator and the ONNX export all use it). `random_tile_crops` cuts the training windows.
+averaged); `wrap_for_inference` gives the model as every entry point runs it (the `Predictor`, the validator,
+the service and the ONNX export): tiled when the configuration asks for tiles, then the `ScoringHead`.
+`random_tile_crops` cuts the training windows.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grdnet.config import RunConfig
-from grdnet.scoring import image_score, smooth_map
+from grdnet.scoring import ScoredModel, ScoringHead
 
 TILES_PER_CALL = 4
 """Tile positions the inner model sees per call (each call runs batch × this many tiles)."""
@@ -29,23 +30,24 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
 
 
 class TiledModel(nn.Module):
-    """A model built for `tile_size` run over whole `image_size` images; same output keys as the model.
+    """A model built for `tile_size` run over whole `image_size` images; it only stitches, scoring is the
+    `ScoringHead`'s.
 
     `forward(x (B, C, H, W) at image_size)`: the inner model runs on every tile (`TILES_PER_CALL` positions
     per call); its pixel outputs (B, ·, th, tw) — `anomaly_map`, `reconstruction` — are pasted back and
-    averaged where tiles overlap (float32); `smoothed_map` and `score` are recomputed on the whole map
-    (`smooth_map` with `smoothing_kernel`, `image_score`); `score_<name>` outputs are the max over the image's
-    tiles; other outputs (e.g. VT-ADL's `patch_nll` (B, N)) are concatenated over tiles along dim 1.
-    Tile positions are fixed Python loops and slices, so `torch.onnx.export` traces it (dynamic batch only).
+    averaged where tiles overlap (float32); `score_<name>` outputs are the max over the image's tiles; other
+    outputs (e.g. VT-ADL's `patch_nll` (B, N)) are concatenated over tiles along dim 1. A tile's `score` or
+    `smoothed_map` is dropped (the head computes them on the whole map). Tile positions are fixed Python loops
+    and slices, so `torch.onnx.export` traces it (dynamic batch only).
     """
 
     def __init__(self, model: nn.Module, image_size: tuple[int, int], tile_size: tuple[int, int],
-                 tile_stride: tuple[int, int], smoothing_kernel: int) -> None:
+                 tile_stride: tuple[int, int]) -> None:
         super().__init__()
         self.model = model
+        self.map_scored = model.map_scored
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.tile_size = (int(tile_size[0]), int(tile_size[1]))
-        self.smoothing_kernel = smoothing_kernel
         self.origins = [
             (top, left)
             for top in tile_origins(self.image_size[0], self.tile_size[0], tile_stride[0])
@@ -68,7 +70,7 @@ class TiledModel(nn.Module):
             tiles = torch.stack([x[:, :, top : top + tile_h, left : left + tile_w] for top, left in group], dim=1)
             out = self.model(tiles.flatten(0, 1))  # image-major: row b·k + j is tile j of image b
             for name, value in out.items():
-                if name in ("smoothed_map", "score"):
+                if name in ("smoothed_map", "score"):  # the ScoringHead's, on the whole map
                     continue
                 by_image = value.float().unflatten(0, (-1, len(group)))  # (B, k, ...)
                 if value.ndim == 4:
@@ -81,19 +83,21 @@ class TiledModel(nn.Module):
         for name, parts in per_tile.items():
             joined = torch.cat(parts, dim=1)
             result[name] = joined.amax(dim=1) if name.startswith("score_") else joined
-        result["smoothed_map"] = smooth_map(result["anomaly_map"], self.smoothing_kernel)
-        result["score"] = image_score(result["smoothed_map"])
-        return {name: result[name] for name in out}
+        return {name: result[name] for name in out if name in result}
 
 
-def wrap_for_inference(model: nn.Module, cfg: RunConfig) -> nn.Module:
+def wrap_for_inference(model: nn.Module, cfg: RunConfig) -> ScoredModel:
     """`model` as it runs on whole `cfg.data.image_size` images: a `TiledModel` when `data.tile_size` is set
-    (stride `data.tile_stride`, default half the tile), otherwise `model` itself."""
+    (stride `data.tile_stride`, default half the tile), followed by the `ScoringHead` (`scoring.smoothing_kernel`,
+    the model's `map_scored`). `forward(image, region=None)`, see `ScoringHead`."""
+    map_scored = getattr(model, "map_scored", None)
+    if not isinstance(map_scored, bool):
+        raise TypeError(f"{type(model).__name__} must declare map_scored = True or False (is its score its map's max?)")
     data = cfg.data
-    if data.tile_size is None:
-        return model
-    stride = data.tile_stride or (data.tile_size[0] // 2, data.tile_size[1] // 2)
-    return TiledModel(model, data.image_size, data.tile_size, stride, cfg.scoring.smoothing_kernel)
+    if data.tile_size is not None:
+        stride = data.tile_stride or (data.tile_size[0] // 2, data.tile_size[1] // 2)
+        model = TiledModel(model, data.image_size, data.tile_size, stride)
+    return ScoredModel(model, ScoringHead(cfg.scoring.smoothing_kernel, map_scored))
 
 
 def random_tile_crops(tensors: dict[str, Tensor], tile_size: tuple[int, int], generator: torch.Generator,

@@ -186,10 +186,38 @@ def test_defect_image_without_mask(mvtec):
     assert "defect image without its mask" in message and "add the mask" in message
 
 
-def test_defect_folder_without_ground_truth_lists_all(mvtec):
+def test_mvtec_defect_type_without_ground_truth_is_image_labelled(mvtec):
     shutil.rmtree(mvtec / "ground_truth" / "dent")
-    with pytest.raises(DataError, match=r"^3 defect images have no mask: .*dent/000.png.*dent/002.png.*; add the mask"):
-        index_dataset(_cfg(mvtec))
+    index = index_dataset(_cfg(mvtec))
+    dents = [s for s in index.test if s.defect_type == "dent"]
+    assert len(dents) == 3 and all(s.label == 1 and s.mask is None and not s.pixel_labelled for s in dents)
+    assert all(s.mask is not None and s.pixel_labelled for s in index.test if s.defect_type == "scratch")
+    assert index.summary()["test"]["image_labelled"] == 3
+
+
+def test_mvtec_without_any_ground_truth_folder_is_image_labelled(mvtec):
+    shutil.rmtree(mvtec / "ground_truth")
+    index = index_dataset(_cfg(mvtec))
+    assert sum(s.label for s in index.test) == 5 and all(s.mask is None for s in index.test)
+
+
+def test_btad_without_ground_truth_is_image_labelled(tmp_path, files):
+    category = files.mvtec(tmp_path / "01", n_train=4, n_good=2, good="ok", defects={"ko": 2})
+    shutil.rmtree(category / "ground_truth")
+    index = index_dataset(DataConfig(root=tmp_path, category="01", layout="btad"))
+    assert [(s.defect_type, s.mask, s.pixel_labelled) for s in index.test if s.label] == [("ko", None, False)] * 2
+
+
+def test_folder_layout_defect_type_without_masks_is_image_labelled(tmp_path, files):
+    for i in range(5):
+        files.image(tmp_path / "ok" / f"{i}.png", seed=i)
+    files.image(tmp_path / "scratch" / "s1.png")
+    files.image(tmp_path / "stain" / "t1.png")
+    files.mask(tmp_path / "masks" / "s1_mask.png")
+    cfg = DataConfig(layout="folder", normal_dir=tmp_path / "ok", abnormal_dirs=[tmp_path / "scratch", tmp_path / "stain"],
+                     mask_dir=tmp_path / "masks")
+    index = index_dataset(cfg)
+    assert {(s.defect_type, s.pixel_labelled) for s in index.test if s.label} == {("scratch", True), ("stain", False)}
 
 
 def test_mask_without_image(mvtec, files):
@@ -402,3 +430,21 @@ def test_magnetic_tile_real_data():
     assert sum(s.label == 0 for s in index.test) == 190
     assert all(s.mask.name == f"{s.image.stem}_mask.png" and s.mask.parent.name == s.defect_type for s in defects)
     assert elapsed < 20, f"indexing took {elapsed:.1f} s"
+
+
+def test_an_index_for_testing_decodes_no_training_image(mvtec, monkeypatch):
+    """`grdnet test` needs the test split only: training files are read by header, never decoded."""
+    import grdnet.data.layouts as layouts
+
+    decoded, probe = [], layouts.probe_image
+
+    def recording(path, decode=True):
+        if decode:
+            decoded.append(path)
+        return probe(path, decode)
+
+    monkeypatch.setattr(layouts, "probe_image", recording)
+    index = index_dataset(_cfg(mvtec), decode_training=False)
+    assert decoded and not [p for p in decoded if "train" in p.parts]
+    assert {p for p in decoded if "test" in p.parts} == _images(index.test)
+    assert index.test == index_dataset(_cfg(mvtec)).test

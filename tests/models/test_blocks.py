@@ -27,9 +27,15 @@ def test_residual_block_identity_and_projection(norm):
     assert down(x).shape == (2, 16, 8, 6)
 
 
-def test_residual_block_works_with_batch_of_one():
-    block = PreActResidualBlock(4, 4).train()
-    assert block(torch.rand(1, 4, 2, 2)).shape == (1, 4, 2, 2)
+def test_group_norm_blocks_treat_each_sample_alone():
+    """With GroupNorm (the default) a sample's output does not depend on its batch, even in training mode and
+    for a batch of one; BatchNorm's does."""
+    torch.manual_seed(0)
+    x = torch.rand(3, 4, 8, 8)
+    group = PreActResidualBlock(4, 4).train()
+    torch.testing.assert_close(group(x[:1]), group(x)[:1])
+    batch = PreActResidualBlock(4, 4, norm="batch").train()
+    assert not torch.allclose(batch(x[:1]), batch(x)[:1])
 
 
 def test_make_norm_kinds():

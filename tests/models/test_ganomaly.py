@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from grdnet import losses
+from grdnet.checkpoint import save_checkpoint
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset
 from grdnet.errors import ConfigError
@@ -15,9 +16,7 @@ from grdnet.inference import Predictor
 from grdnet.models import GANomaly, build_model
 from grdnet.models.blocks import INIT_STD
 from grdnet.models.ganomaly import dcgan_stages
-from grdnet.scoring import smooth_map
 from grdnet.training import Trainer
-from grdnet.training.checkpoint import save_checkpoint
 from grdnet.training.recipes import StepContext, build_recipe
 
 TINY_MODEL = {"base_width": 8, "max_width": 16, "latent_dim": 16}
@@ -34,7 +33,7 @@ def ganomaly_config(make_config, name="ganomaly", **train) -> RunConfig:
 @pytest.mark.parametrize("size", [(64, 64), (128, 128), (64, 96)])
 def test_shapes_ranges_and_scores(size, channels):
     torch.manual_seed(0)
-    model = GANomaly(channels, size, latent_dim=16, base_width=4, max_width=16, smoothing_kernel=7).eval()
+    model = GANomaly(channels, size, latent_dim=16, base_width=4, max_width=16).eval()
     x = torch.rand(2, channels, *size)
     with torch.no_grad():
         gen = model.generator(x)
@@ -42,14 +41,13 @@ def test_shapes_ranges_and_scores(size, channels):
         features, logit = model.discriminator(x)
     assert gen["z"].shape == gen["z_hat"].shape == (2, 16, 1, 1)
     assert out["reconstruction"].shape == x.shape
-    assert out["anomaly_map"].shape == out["smoothed_map"].shape == (2, 1, *size)
-    for key in ("reconstruction", "anomaly_map", "smoothed_map"):
+    assert out["anomaly_map"].shape == (2, 1, *size) and "smoothed_map" not in out and not GANomaly.map_scored
+    for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     for key in ("score", "score_d1", "score_d2", "score_d3"):
         assert out[key].shape == (2,) and torch.all(out[key] >= 0) and torch.all(torch.isfinite(out[key])), key
     assert features.shape == (2, 16, size[0] // 2 ** dcgan_stages(size), size[1] // 2 ** dcgan_stages(size))
     assert logit.shape == (2,)
-    torch.testing.assert_close(out["smoothed_map"], smooth_map(out["anomaly_map"], 7))
     torch.testing.assert_close(out["score"], (gen["z"] - gen["z_hat"]).pow(2).mean(dim=(1, 2, 3)))
     torch.testing.assert_close(out["score_d3"], (x - out["reconstruction"]).abs().mean(dim=(1, 2, 3)))
     with torch.no_grad():

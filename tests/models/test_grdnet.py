@@ -11,7 +11,6 @@ from grdnet.errors import ConfigError
 from grdnet.losses import contextual_loss
 from grdnet.models import GRDNet, build_model
 from grdnet.models.blocks import INIT_STD
-from grdnet.scoring import image_score, smooth_map
 
 TINY = {"base_width": 8, "max_width": 32, "segmenter_width": 8}
 
@@ -35,12 +34,10 @@ def test_shapes_and_ranges(size, channels, bottleneck):
     assert gen["z"].shape == expected_z and gen["z_hat"].shape == expected_z
     assert gen["reconstruction"].shape == x.shape
     assert out["reconstruction"].shape == x.shape
-    assert out["anomaly_map"].shape == out["smoothed_map"].shape == (2, 1, h, w)
-    assert out["score"].shape == (2,)
-    for key in ("reconstruction", "anomaly_map", "smoothed_map", "score"):
+    assert out["anomaly_map"].shape == (2, 1, h, w) and set(out) == {"reconstruction", "anomaly_map"}
+    for key in ("reconstruction", "anomaly_map"):
         assert out[key].min() >= 0 and out[key].max() <= 1
-    torch.testing.assert_close(out["smoothed_map"], smooth_map(out["anomaly_map"], 21))
-    torch.testing.assert_close(out["score"], image_score(out["smoothed_map"]))
+    assert GRDNet.map_scored
 
 
 def test_discriminator_outputs():
@@ -70,7 +67,7 @@ def test_forward_runs_only_inference_parts():
         module.register_forward_hook(lambda *args, name=name: called.append(name))
     with torch.no_grad():
         out = model(torch.rand(1, 3, 64, 64))
-    assert set(out) == {"reconstruction", "anomaly_map", "smoothed_map", "score"}
+    assert set(out) == {"reconstruction", "anomaly_map"}
     assert called == ["encoder1", "decoder", "segmenter"]
 
 
@@ -96,11 +93,10 @@ def test_build_model_from_config():
             "data": {"image_size": [64, 96], "channels": 1},
             "model": {**TINY, "bottleneck": "drae", "latent_dim": 16, "upsample": "resize",
                       "segmenter_output": "softmax", "extra": {"norm": "batch"}},
-            "scoring": {"smoothing_kernel": 5},
         }
     )  # fmt: skip
     model = build_model(cfg)
-    assert isinstance(model, GRDNet) and model.smoothing_kernel == 5
+    assert isinstance(model, GRDNet)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert not any(isinstance(m, nn.GroupNorm) for m in model.modules())
     with torch.no_grad():

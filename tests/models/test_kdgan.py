@@ -10,7 +10,6 @@ from grdnet.data import index_dataset
 from grdnet.errors import ConfigError
 from grdnet.inference import Predictor
 from grdnet.models import KDGAN, build_model
-from grdnet.scoring import smooth_map
 from grdnet.training import Trainer
 
 TINY_MODEL = {"base_width": 8, "max_width": 16, "latent_dim": 16, "extra": {"search_steps": 5}}
@@ -31,19 +30,18 @@ def small_index(cfg: RunConfig, n_train: int = 32, n_val: int = 4):
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shapes_ranges_and_weights_untouched(channels):
     torch.manual_seed(0)
-    model = KDGAN(channels, (64, 96), base_width=4, max_width=16, latent_dim=8, search_steps=3, smoothing_kernel=7)
+    model = KDGAN(channels, (64, 96), base_width=4, max_width=16, latent_dim=8, search_steps=3)
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(2, channels, 64, 96)
     with torch.no_grad():
         out = model(x)
     assert out["reconstruction"].shape == x.shape
-    assert out["anomaly_map"].shape == out["smoothed_map"].shape == (2, 1, 64, 96)
-    for key in ("reconstruction", "anomaly_map", "smoothed_map"):
+    assert out["anomaly_map"].shape == (2, 1, 64, 96) and "smoothed_map" not in out and not KDGAN.map_scored
+    for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     assert out["score"].shape == (2,) and torch.all(torch.isfinite(out["score"])) and torch.all(out["score"] >= 0)
     torch.testing.assert_close(out["anomaly_map"], (x - out["reconstruction"]).abs().mean(dim=1, keepdim=True))
-    torch.testing.assert_close(out["smoothed_map"], smooth_map(out["anomaly_map"], 7))
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, before[name], msg=name)
     assert all(p.requires_grad and p.grad is None for p in model.parameters())
@@ -83,7 +81,7 @@ def test_short_run_lowers_the_discriminator_loss(trained):
 def test_latent_search_lowers_its_loss_and_is_deterministic(trained):
     cfg, result = trained
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
-    model = predictor.model
+    model = predictor.model.model
     x = index_images(cfg, 2)
     with torch.no_grad():
         found = model.search(x, steps=8)
@@ -97,7 +95,7 @@ def test_latent_search_lowers_its_loss_and_is_deterministic(trained):
 def test_checkpoint_round_trip_through_predictor(trained):
     cfg, result = trained
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
-    assert isinstance(predictor.model, KDGAN) and predictor.model.search_steps == 5
+    assert isinstance(predictor.model.model, KDGAN) and predictor.model.model.search_steps == 5
     fresh = build_model(cfg).eval()
     fresh.load_state_dict(torch.load(result.best_checkpoint, weights_only=True)["model"])
     x = index_images(cfg, 2)

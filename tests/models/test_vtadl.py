@@ -13,7 +13,6 @@ from grdnet.errors import ConfigError
 from grdnet.losses import vtadl_loss
 from grdnet.models import VTADL, build_model
 from grdnet.models.vtadl import Z_OFFSET, GaussianMixture, gaussian_mixture_log_prob
-from grdnet.scoring import image_score, smooth_map
 from grdnet.training import Trainer
 
 from support import checkpoint_round_trip
@@ -22,7 +21,7 @@ TINY_EXTRA = {"patch_size": 8, "depth": 2, "heads": 2, "components": 4}
 
 
 def tiny_model(channels=3, size=(64, 64)) -> VTADL:
-    return VTADL(channels, size, embed_dim=16, patch_size=8, depth=2, heads=2, components=4, smoothing_kernel=7)
+    return VTADL(channels, size, embed_dim=16, patch_size=8, depth=2, heads=2, components=4)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -35,12 +34,11 @@ def test_shapes_and_ranges(size, channels):
         out = model(torch.rand(2, channels, *size))
     grid = (size[0] // 8) * (size[1] // 8)
     assert out["reconstruction"].shape == (2, channels, *size) and out["patch_nll"].shape == (2, grid)
-    assert out["anomaly_map"].shape == out["smoothed_map"].shape == (2, 1, *size)
-    assert out["score"].shape == out["score_reconstruction"].shape == (2,)
-    for key in ("reconstruction", "anomaly_map", "smoothed_map", "score"):
+    assert out["anomaly_map"].shape == (2, 1, *size) and out["score_reconstruction"].shape == (2,)
+    assert "score" not in out and VTADL.map_scored
+    for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     assert out["anomaly_map"].std() > 0
-    torch.testing.assert_close(out["score"], image_score(smooth_map(out["anomaly_map"], 7)))
 
 
 def test_single_gaussian_at_its_mean_has_known_nll():

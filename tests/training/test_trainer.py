@@ -7,6 +7,7 @@ import torch
 
 from grdnet.errors import ConfigError, TrainingError
 from grdnet.training import Trainer, load_checkpoint
+from grdnet.training.trainer import FINITE_CHECK_EVERY
 
 
 def weights(path):
@@ -137,3 +138,24 @@ def test_a_tiny_budget_ends_after_one_validated_epoch(make_config):
     result = Trainer(make_config("tiny-budget", epochs=50, max_minutes=1e-4), show_progress=False).fit()
     assert result.epochs_done == 1 and result.stopped.startswith("time budget")
     assert result.best_checkpoint.is_file() and torch.isfinite(torch.tensor(result.threshold))
+
+
+def test_nan_loss_is_caught_within_a_few_steps_without_a_progress_bar(make_config, monkeypatch):
+    """The finite check runs every few steps whatever the terminal (CI, nohup, a pipe, DDP ranks > 0)."""
+    cfg = make_config("nan_early", epochs=1, batch_size=2)  # 43 training images: 21 steps in the epoch
+    from grdnet.training.recipes.grdnet import GRDNetRecipe
+
+    original = GRDNetRecipe.training_step
+    steps = []
+
+    def poisoned(self, batch, generator):
+        losses = original(self, batch, generator)
+        steps.append(len(steps))
+        if len(steps) == 2:
+            losses["con"] = torch.tensor(float("inf"))
+        return losses
+
+    monkeypatch.setattr(GRDNetRecipe, "training_step", poisoned)
+    with pytest.raises(TrainingError, match=r"became inf at epoch 1, step [2-6];"):
+        Trainer(cfg, show_progress=False).fit()
+    assert len(steps) <= 1 + FINITE_CHECK_EVERY

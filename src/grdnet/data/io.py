@@ -2,8 +2,9 @@
 
 Images come back as float32 `(C, H, W)` in [0, 1] with C = 1 or 3; masks and ROIs as float32
 `(1, H, W)` with values exactly 0 or 1. Every read problem raises `UnreadableImageError`
-(a `DataError`) naming the file. Resizing is "stretch" or "fit" (aspect kept, zero padding at the bottom
-and right); the geometry is `grdnet.pixels.content_size`.
+(a `DataError`) naming the file. Decoding, channels, resizing ("stretch" or "fit") and mask binarisation
+are `grdnet.pixels`' (the one pixel path, shared with both predictors and the service); this module wraps
+them in tensors and file errors.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from grdnet.errors import DataError
-from grdnet.pixels import IMAGE_EXTENSIONS, content_mask, content_size, decode_pixels, to_channels
+from grdnet.pixels import (
+    IMAGE_EXTENSIONS,
+    binarize,
+    content_mask,
+    decode_pixels,
+    resize_array,
+    resize_mask_array,
+    to_channels,
+)
 
 
 class UnreadableImageError(DataError):
@@ -59,56 +67,40 @@ def _pixels(path: Path) -> np.ndarray:
         raise _unreadable(path, error) from None
 
 
-def _resize(tensor: torch.Tensor, size: tuple[int, int], resize: str, **interpolation) -> torch.Tensor:
-    """`(C, h, w)` → `(C, *size)`: interpolate to the content size, then zero-pad the bottom and right."""
-    rows, cols = content_size(tensor.shape[-2], tensor.shape[-1], size, resize)
-    if tuple(tensor.shape[-2:]) != (rows, cols):
-        tensor = F.interpolate(tensor[None], size=(rows, cols), **interpolation)[0]
-    if (rows, cols) == tuple(size):
-        return tensor
-    return F.pad(tensor, (0, size[1] - cols, 0, size[0] - rows))
-
-
 def resize_image(image: torch.Tensor, size: tuple[int, int], resize: str = "stretch") -> torch.Tensor:
-    """Bilinear, antialiased resize of `(C, h, w)` in [0, 1] into `(C, *size)`; `size` is (height, width).
-
-    "fit" keeps the aspect ratio and pads with zeros (see `grdnet.pixels.content_size`).
-    """
+    """`grdnet.pixels.resize_array` for a CPU `(C, h, w)` tensor in [0, 1] → `(C, *size)`; `size` is (height, width)."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image
-    return _resize(image, size, resize, mode="bilinear", antialias=True, align_corners=False).clamp_(0.0, 1.0)
+    return torch.from_numpy(resize_array(image.float().numpy(), size, resize))
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int], resize: str = "stretch") -> torch.Tensor:
-    """Nearest-neighbour resize of a `(1, h, w)` {0, 1} mask into `(1, *size)`; values stay exactly 0 or 1
-    ("fit": 0 on the padding)."""
+    """`grdnet.pixels.resize_mask_array` for a CPU `(1, h, w)` {0, 1} tensor → `(1, *size)` ("fit": 0 on the padding)."""
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
-    return _resize(mask, size, resize, mode="nearest-exact")
+    return torch.from_numpy(resize_mask_array(mask.float().numpy(), size, resize))
 
 
 def read_image(path: Path, channels: int, size: tuple[int, int] | None = None, resize: str = "stretch") -> torch.Tensor:
-    """Image file → float32 `(channels, H, W)` in [0, 1], resized into `size` = (H, W) when given (see `resize_image`).
+    """Image file → float32 `(channels, H, W)` in [0, 1], resized into `size` = (H, W) when given.
 
     Gray, RGB, RGBA (alpha dropped), palette, 1-bit and 16-bit (scaled by 65535) files are accepted.
-    `channels=1` turns colour into BT.601 luminance; `channels=3` replicates gray.
+    `channels=1` turns colour into BT.601 luminance; `channels=3` replicates gray (see `grdnet.pixels`).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    image = torch.from_numpy(np.ascontiguousarray(to_channels(_pixels(path), channels)))
-    return image if size is None else resize_image(image, size, resize)
+    image = to_channels(_pixels(path), channels)
+    return torch.from_numpy(np.ascontiguousarray(image if size is None else resize_array(image, size, resize)))
 
 
 def read_image_with_valid(path: Path, channels: int, size: tuple[int, int], resize: str = "stretch") -> tuple[torch.Tensor, torch.Tensor]:
     """Image file → (image `(channels, *size)` in [0, 1], valid `(1, *size)`: 1 on the image, 0 on "fit" padding)."""
-    image = read_image(path, channels)
+    image = to_channels(_pixels(path), channels)
     valid = torch.from_numpy(content_mask(image.shape[-2], image.shape[-1], size, resize))[None]
-    return resize_image(image, size, resize), valid
+    return torch.from_numpy(np.ascontiguousarray(resize_array(image, size, resize))), valid
 
 
 def read_mask(path: Path, size: tuple[int, int] | None = None, resize: str = "stretch") -> torch.Tensor:
     """Mask or ROI file → float32 `(1, H, W)`: 1 where any channel is nonzero, else 0; nearest-resized into `size`."""
-    pixels = _pixels(path)
-    binary = pixels > 0 if pixels.ndim == 2 else (pixels > 0).any(axis=2)
-    mask = torch.from_numpy(binary.astype(np.float32))[None]
-    return mask if size is None else resize_mask(mask, size, resize)
+    mask = binarize(_pixels(path))
+    return torch.from_numpy(mask[None] if size is None else resize_mask_array(mask, size, resize))

@@ -9,8 +9,12 @@ Layouts (paths relative to the category folder `root/category`, or `root` when `
 - `btad`: `train/ok`, `test/ok`, `test/ko`, `ground_truth/ko/<stem>.png` (or `<stem>_mask.png`).
 - `folder`: `normal_dir` (a seeded 20 % is held out as test normals, the rest is for training),
   `abnormal_dirs` (test defects; the folder name is the defect type), optional flat `mask_dir` with
-  `<stem>.png` / `<stem>_mask.png` (without `mask_dir` defects are image-level only). ROI folders
-  mirror paths relative to `root` if set, else relative to the common parent of these folders.
+  `<stem>.png` / `<stem>_mask.png`. ROI folders mirror paths relative to `root` if set, else relative to
+  the common parent of these folders.
+
+Masks are optional per defect type: a type without any mask (no `ground_truth/<defect>/` folder, or none of
+its images in `mask_dir`) is *image-labelled* (`Sample.mask` None, `Sample.pixel_labelled` False): it counts
+in the image metrics, not in the pixel metrics. A type with some masks must have them all.
 
 A ROI folder mirrors the image paths (`roi/train/good/000.png` or `roi/train/good/000_roi.png` for
 `train/good/000.png`); a single ROI file applies to every image. `roi` serves training, validation
@@ -46,8 +50,13 @@ class Sample:
     image: Path
     label: int  # 0 normal, 1 defect (as given by the folder; ROI not applied)
     defect_type: str  # "good" for normal images
-    mask: Path | None = None  # ground-truth defect mask (None = all zeros)
+    mask: Path | None = None  # ground-truth defect mask (None: all zeros for a normal image, unknown for a defect)
     roi: Path | None = None  # ROI mask (None = whole image)
+
+    @property
+    def pixel_labelled(self) -> bool:
+        """True when the pixels' ground truth is known: a normal image, or a defect image with its mask."""
+        return self.label == 0 or self.mask is not None
 
 
 @dataclass
@@ -73,6 +82,7 @@ def _counts(samples: list[Sample]) -> dict:
         "normal": sum(s.label == 0 for s in samples),
         "defect": sum(s.label == 1 for s in samples),
         "with_mask": sum(s.mask is not None for s in samples),
+        "image_labelled": sum(not s.pixel_labelled for s in samples),
         "with_roi": sum(s.roi is not None for s in samples),
         "defect_types": dict(sorted(types.items())),
     }
@@ -292,7 +302,11 @@ def _standard_layout(cfg: DataConfig) -> _Found:
         if name == good:
             test += [Sample(p, 0, "good") for p in images]
             continue
-        pairs, no_mask, unused = _pair_masks(images, mask_groups.pop(name, []), truth_dir / name)
+        masks = mask_groups.pop(name, [])
+        if not masks:  # no ground truth for this defect type: image-level labels only
+            test += [Sample(p, 1, name) for p in images]
+            continue
+        pairs, no_mask, unused = _pair_masks(images, masks, truth_dir / name)
         test += [Sample(p, 1, name, pairs.get(p)) for p in images]
         missing += no_mask
         orphans += unused
@@ -331,7 +345,11 @@ def _folder_layout(cfg: DataConfig) -> _Found:
                 "defect images share a stem with another one (masks in data.mask_dir are matched by stem)",
                 "rename {it} so every stem is unique",
             )
-        pairs, missing, orphans = _pair_masks(defects, masks, mask_dir)
+        pairs, _, orphans = _pair_masks(defects, masks, mask_dir)
+        # a defect type (folder) without any mask is image-labelled; one with some masks needs them all
+        missing = [f"{image} (expected {mask_dir / (image.stem + '_mask.png')})"
+                   for _, images in groups if any(image in pairs for image in images)
+                   for image in images if image not in pairs]
         _raise_pairing(missing, orphans)
     test = [Sample(p, 1, folder.name, pairs.get(p)) for folder, images in groups for p in images]
 
@@ -438,11 +456,14 @@ def _files(sample: Sample) -> list[Path]:
 
 
 def _check_files(
-    groups: list[list[Sample]], shared: set[Path], decode: bool, skip_unreadable: bool
+    groups: list[list[Sample]], shared: set[Path], decode: list[bool], skip_unreadable: bool
 ) -> list[list[Sample]]:
-    """Read every file (headers, or full decode with `decode`); drop or reject unreadable ones; check sizes."""
-    paths = list(dict.fromkeys(p for group in groups for s in group for p in _files(s)))
-    results = _probe_all(paths, decode)
+    """Read every file (headers, or a full decode for the groups whose `decode` is True); drop or reject
+    unreadable ones; check sizes."""
+    paths = list(dict.fromkeys(p for group, full in zip(groups, decode) if full for s in group for p in _files(s)))
+    results = _probe_all(paths, True)
+    headers = [p for group in groups for s in group for p in _files(s) if p not in results]
+    results.update(_probe_all(list(dict.fromkeys(headers)), False))
     bad = {p: r for p, r in results.items() if isinstance(r, UnreadableImageError)}
     if bad:
         items = [f"{p} ({error.reason})" for p, error in bad.items()]
@@ -532,12 +553,13 @@ def _contaminate(
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-def index_dataset(cfg: DataConfig, check_images: bool = True) -> DatasetIndex:
+def index_dataset(cfg: DataConfig, check_images: bool = True, decode_training: bool = True) -> DatasetIndex:
     """Find, pair, check and split the dataset described by `cfg`.
 
     Raises `DataError` for any problem with the files (missing folders, stray files, missing or
     orphan masks/ROIs, size mismatches, unreadable images unless `cfg.skip_unreadable`).
-    `check_images=False` reads only image headers instead of decoding every file.
+    `check_images=False` reads only image headers instead of decoding every file; `decode_training=False`
+    decodes the test files only (for `grdnet test`: the training files are listed, and read by header).
     """
     found = _folder_layout(cfg) if cfg.layout == "folder" else _standard_layout(cfg)
     known = _known_defects(cfg.known_defects) if cfg.known_defects is not None else []
@@ -551,7 +573,8 @@ def index_dataset(cfg: DataConfig, check_images: bool = True) -> DatasetIndex:
     test_roi.check()
 
     shared = {p for p in (train_roi.shared_file, test_roi.shared_file) if p is not None}
-    pool, test, known = _check_files([pool, test, known], shared, check_images, cfg.skip_unreadable)
+    decode = [check_images and decode_training, check_images, check_images and decode_training]
+    pool, test, known = _check_files([pool, test, known], shared, decode, cfg.skip_unreadable)
     if not pool:
         raise DataError(f"{found.train_dir}: no readable training images left; replace the unreadable files")
 

@@ -1,4 +1,4 @@
-"""DRAEM (Zavrtanik et al. 2021, SPEC.md §4): reconstructive autoencoder + discriminative U-Net.
+"""DRAEM (Zavrtanik et al. 2021): reconstructive autoencoder + discriminative U-Net.
 
 The reconstructive sub-network maps an (augmented) image to an anomaly-free reconstruction; the
 discriminative U-Net sees concat(image, reconstruction) (2C channels) and outputs the anomaly map.
@@ -23,7 +23,6 @@ from grdnet.models.blocks import (
     init_weights,
     norm_from_extra,
 )
-from grdnet.scoring import image_score, smooth_map
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -36,6 +35,9 @@ NUM_STAGES = 4
 class DRAEM(nn.Module):
     """`reconstructive` (x → x̂ ∈ [0, 1]) and `discriminative` (U-Net on concat(x, x̂) → A ∈ [0, 1])."""
 
+    map_scored = True
+    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -45,11 +47,9 @@ class DRAEM(nn.Module):
         segmenter_width: int = 64,
         segmenter_levels: int = 5,
         segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid",
-        smoothing_kernel: int = 21,
         norm: NormKind = "group",
     ) -> None:
         super().__init__()
-        self.smoothing_kernel = smoothing_kernel
         encoder = ResidualEncoder(in_channels, base_width, max_width, NUM_STAGES, blocks_per_stage=1, norm=norm)
         decoder = ResidualDecoder(
             encoder.out_channels, in_channels, base_width, max_width, NUM_STAGES,
@@ -61,7 +61,7 @@ class DRAEM(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> DRAEM:
-        """Build from a `RunConfig` (data.channels, model.*, scoring.smoothing_kernel)."""
+        """Build from a `RunConfig` (data.channels, model.*)."""
         model = cfg.model
         norm = norm_from_extra(model.extra, "draem")
         check_model_size(cfg.data.model_size, NUM_STAGES, model.segmenter_levels, "DRAEM")
@@ -73,20 +73,11 @@ class DRAEM(nn.Module):
             segmenter_width=model.segmenter_width,
             segmenter_levels=model.segmenter_levels,
             segmenter_output=model.segmenter_output,
-            smoothing_kernel=cfg.scoring.smoothing_kernel,
             norm=norm,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], anomaly_map and smoothed_map
-        (B, 1, H, W) in [0, 1], score (B,) = max of the smoothed map. Differentiable end to end (training
-        uses the same pass on augmented images)."""
+        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], anomaly_map (B, 1, H, W) in [0, 1].
+        Differentiable end to end (training uses the same pass on augmented images)."""
         reconstruction = self.reconstructive(x)
-        anomaly_map = self.discriminative(torch.cat([x, reconstruction], dim=1))
-        smoothed = smooth_map(anomaly_map, self.smoothing_kernel)
-        return {
-            "reconstruction": reconstruction,
-            "anomaly_map": anomaly_map,
-            "smoothed_map": smoothed,
-            "score": image_score(smoothed),
-        }
+        return {"reconstruction": reconstruction, "anomaly_map": self.discriminative(torch.cat([x, reconstruction], dim=1))}

@@ -1,4 +1,4 @@
-"""GANomaly (Akcay et al. 2018, SPEC.md §4): DCGAN-style encoder–decoder–encoder generator + discriminator.
+"""GANomaly (Akcay et al. 2018): DCGAN-style encoder–decoder–encoder generator + discriminator.
 
 Architecture as in the official code, with two adaptations: the decoder ends with a sigmoid (images are in
 [0, 1], no mean/std normalisation), and the number of stride-2 stages follows the image size (see
@@ -18,7 +18,6 @@ from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
 from grdnet.models.blocks import INIT_STD, stage_widths
-from grdnet.scoring import smooth_map
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -152,20 +151,22 @@ class GANomaly(nn.Module):
     discriminator's features.
     """
 
+    map_scored = False
+    """The image score is the model's own `score` output, not its map's maximum."""
+
     def __init__(
         self, in_channels: int = 3, image_size: tuple[int, int] = (256, 256), latent_dim: int = 100,
-        base_width: int = 64, max_width: int = 2048, smoothing_kernel: int = 21,
+        base_width: int = 64, max_width: int = 2048,
     ) -> None:
         super().__init__()
-        self.smoothing_kernel = smoothing_kernel
         self.generator = GanomalyGenerator(in_channels, image_size, latent_dim, base_width, max_width)
         self.discriminator = GanomalyDiscriminator(in_channels, image_size, base_width, max_width)
         self.apply(dcgan_init)
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GANomaly:
-        """Build from a `RunConfig`: data.channels / model_size, model.latent_dim / base_width / max_width,
-        scoring.smoothing_kernel (model.extra must be empty)."""
+        """Build from a `RunConfig`: data.channels / model_size, model.latent_dim / base_width / max_width
+        (model.extra must be empty)."""
         if cfg.model.extra:
             raise ConfigError(f"model.extra: GANomaly takes no extra options, got {sorted(cfg.model.extra)}; remove them")
         return cls(
@@ -174,7 +175,6 @@ class GANomaly(nn.Module):
             latent_dim=cfg.model.latent_dim,
             base_width=cfg.model.base_width,
             max_width=cfg.model.max_width,
-            smoothing_kernel=cfg.scoring.smoothing_kernel,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -182,7 +182,7 @@ class GANomaly(nn.Module):
 
         - `reconstruction` (B, C, H, W) in [0, 1];
         - `anomaly_map` (B, 1, H, W): |x − x̂| averaged over channels, clamped to [0, 1] (already in range
-          for inputs in [0, 1]); `smoothed_map` = its 21×21 (scoring.smoothing_kernel) average;
+          for inputs in [0, 1]);
         - `score` (B,): mean (z − ẑ)² over the latent vector (the GANomaly score, used for the threshold);
         - `score_d1` / `score_d2` (B,): L1 / L2 norm of f(x) − f(x̂), f = the discriminator's last
           feature map flattened; `score_d3` (B,): mean |x − x̂| over the image.
@@ -197,7 +197,6 @@ class GANomaly(nn.Module):
         return {
             "reconstruction": x_hat,
             "anomaly_map": anomaly_map,
-            "smoothed_map": smooth_map(anomaly_map, self.smoothing_kernel),
             "score": (out["z"].float() - out["z_hat"].float()).pow(2).flatten(1).mean(dim=1),
             "score_d1": feature_gap.abs().sum(dim=1),
             "score_d2": feature_gap.pow(2).sum(dim=1).sqrt(),

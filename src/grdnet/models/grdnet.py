@@ -1,4 +1,4 @@
-"""GRD-Net (SPEC.md §3): residual encoder–decoder–encoder generator, discriminator and U-Net segmenter.
+"""GRD-Net: residual encoder–decoder–encoder generator, discriminator and U-Net segmenter.
 
 Inference (`GRDNet.forward`) runs only E1 → bottleneck → decoder → segmenter; E2 and the discriminator are
 training-only submodules the recipe calls directly.
@@ -22,7 +22,6 @@ from grdnet.models.blocks import (
     init_weights,
     norm_from_extra,
 )
-from grdnet.scoring import image_score, smooth_map
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -158,6 +157,9 @@ class GRDNet(nn.Module):
     bottleneck's linear layers are sized for `image_size`; CRAE works at any valid size.
     """
 
+    map_scored = True
+    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -171,7 +173,6 @@ class GRDNet(nn.Module):
         segmenter_width: int = 64,
         segmenter_levels: int = 4,
         segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid",
-        smoothing_kernel: int = 21,
         norm: NormKind = "group",
     ) -> None:
         super().__init__()
@@ -179,7 +180,6 @@ class GRDNet(nn.Module):
             raise ConfigError(f"model.bottleneck: unknown value {bottleneck!r}; use 'crae' or 'drae'")
         check_model_size(image_size, NUM_STAGES, segmenter_levels, "GRD-Net")
         self.image_size = tuple(image_size)
-        self.smoothing_kernel = smoothing_kernel
         self.generator = Generator(
             in_channels, image_size, base_width, max_width, bottleneck, latent_channels, latent_dim, upsample, norm
         )
@@ -189,7 +189,7 @@ class GRDNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GRDNet:
-        """Build from a `RunConfig` (data.channels / model_size, model.*, scoring.smoothing_kernel)."""
+        """Build from a `RunConfig` (data.channels / model_size, model.*)."""
         model = cfg.model
         norm = norm_from_extra(model.extra, "grdnet")
         return cls(
@@ -204,22 +204,14 @@ class GRDNet(nn.Module):
             segmenter_width=model.segmenter_width,
             segmenter_levels=model.segmenter_levels,
             segmenter_output=model.segmenter_output,
-            smoothing_kernel=cfg.scoring.smoothing_kernel,
             norm=norm,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Inference on x (B, C, H, W) in [0, 1]: reconstruction (B, C, H, W), anomaly_map and smoothed_map
-        (B, 1, H, W) in [0, 1], score (B,) = max of the smoothed map. Runs E1, decoder and segmenter only."""
+        """Inference on x (B, C, H, W) in [0, 1]: reconstruction (B, C, H, W), anomaly_map (B, 1, H, W) in
+        [0, 1]. Runs E1, decoder and segmenter only; the image score is the `ScoringHead`'s."""
         reconstruction = self.generator.decoder(self.generator.encoder1(x))
-        anomaly_map = self.segmenter(x, reconstruction)
-        smoothed = smooth_map(anomaly_map, self.smoothing_kernel)
-        return {
-            "reconstruction": reconstruction,
-            "anomaly_map": anomaly_map,
-            "smoothed_map": smoothed,
-            "score": image_score(smoothed),
-        }
+        return {"reconstruction": reconstruction, "anomaly_map": self.segmenter(x, reconstruction)}
 
     def latent_score(self, x: Tensor) -> Tensor:
         """GANomaly latent score: mean of (z − ẑ)² per image, (B,). Runs E1, decoder and E2."""

@@ -1,4 +1,4 @@
-"""GAN trained with known defect images (SPEC.md §4, papers/gan-noisy-training-data.txt).
+"""GAN trained with known defect images (known defect images as a penalised second "fake" for the discriminator).
 
 A DCGAN generator G(z) (GANomaly's `DCGANDecoder`, z (B, latent_dim, 1, 1)) and discriminator D(x) →
 (features, logit) (`GanomalyDiscriminator`). Training (recipe `kdgan`) treats a
@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from grdnet.errors import ConfigError
 from grdnet.models.ganomaly import DCGANDecoder, GanomalyDiscriminator, dcgan_init
 from grdnet.runtime import frozen
-from grdnet.scoring import smooth_map
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -34,6 +33,9 @@ class KDGAN(nn.Module):
     starts from the same fixed-seed z, so a given input always gets the same score, whatever its batch.
     """
 
+    map_scored = False
+    """The image score is the model's own `score` output, not its map's maximum."""
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -44,7 +46,6 @@ class KDGAN(nn.Module):
         search_steps: int = 100,
         search_lr: float = 0.05,
         search_lambda: float = 0.1,
-        smoothing_kernel: int = 21,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -52,7 +53,6 @@ class KDGAN(nn.Module):
         self.search_steps = search_steps
         self.search_lr = search_lr
         self.search_lambda = search_lambda
-        self.smoothing_kernel = smoothing_kernel
         self.seed = seed
         self.generator = DCGANDecoder(latent_dim, image_size, in_channels, base_width, max_width)
         self.discriminator = GanomalyDiscriminator(in_channels, image_size, base_width, max_width)
@@ -80,7 +80,6 @@ class KDGAN(nn.Module):
             search_steps=steps,
             search_lr=float(extra.get("search_lr", 0.05)),
             search_lambda=lam,
-            smoothing_kernel=cfg.scoring.smoothing_kernel,
             seed=cfg.train.seed,
         )
 
@@ -121,14 +120,13 @@ class KDGAN(nn.Module):
         return {"z": z.detach(), "reconstruction": reconstruction, "loss": loss, "history": history_tensor}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """x (B, C, H, W) in [0, 1] → reconstruction G(z*), anomaly_map |x − G(z*)| (channel mean) and
-        smoothed_map (B, 1, H, W) in [0, 1], score (B,) = the final search loss."""
+        """x (B, C, H, W) in [0, 1] → reconstruction G(z*), anomaly_map |x − G(z*)| (channel mean)
+        (B, 1, H, W) in [0, 1], score (B,) = the final search loss."""
         found = self.search(x)
         reconstruction = found["reconstruction"]
         anomaly_map = (x.float() - reconstruction.float()).abs().mean(dim=1, keepdim=True).clamp(0.0, 1.0)
         return {
             "reconstruction": reconstruction,
             "anomaly_map": anomaly_map,
-            "smoothed_map": smooth_map(anomaly_map, self.smoothing_kernel),
             "score": found["loss"],
         }

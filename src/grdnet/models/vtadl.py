@@ -1,4 +1,4 @@
-"""VT-ADL (Mishra et al. 2021, SPEC.md §4): vision-transformer autoencoder + Gaussian mixture on patch embeddings.
+"""VT-ADL (Mishra et al. 2021): vision-transformer autoencoder + Gaussian mixture on patch embeddings.
 
 - Patch embedding: conv p×p stride p → tokens (B, N, D), N = (H/p)·(W/p), plus a learned position
   embedding (sized for the configured image size), then a pre-norm `nn.TransformerEncoder` and a LayerNorm.
@@ -27,7 +27,6 @@ from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
 from grdnet.models.blocks import ResidualDecoder, init_weights
-from grdnet.scoring import image_score, smooth_map
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -73,6 +72,9 @@ class GaussianMixture(nn.Module):
 class VTADL(nn.Module):
     """Patch transformer autoencoder (`embed`, `encoder`, `decoder`) + `density` on patch embeddings."""
 
+    map_scored = True
+    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -82,12 +84,10 @@ class VTADL(nn.Module):
         depth: int = 6,
         heads: int = 8,
         components: int = 16,
-        smoothing_kernel: int = 21,
     ) -> None:
         super().__init__()
         self.grid = (image_size[0] // patch_size, image_size[1] // patch_size)
         self.image_size = tuple(image_size)
-        self.smoothing_kernel = smoothing_kernel
         self.embed = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
         self.position = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], embed_dim))
         layer = nn.TransformerEncoderLayer(
@@ -125,7 +125,7 @@ class VTADL(nn.Module):
             raise ConfigError(f"model.base_width: {dim} (VT-ADL embedding dim) must be divisible by model.extra.heads {options['heads']}")
         return cls(
             cfg.data.channels, cfg.data.model_size, dim, patch, options["depth"], options["heads"],
-            options["components"], cfg.scoring.smoothing_kernel,
+            options["components"],
         )  # fmt: skip
 
     @torch.no_grad()
@@ -144,9 +144,9 @@ class VTADL(nn.Module):
         return self.encoder(tokens)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], patch_nll (B, N), anomaly_map and
-        smoothed_map (B, 1, H, W) in [0, 1], score (B,) = max of the smoothed map, score_reconstruction (B,)
-        = mean squared reconstruction error (the global, reconstruction-based score)."""
+        """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], patch_nll (B, N), anomaly_map
+        (B, 1, H, W) in [0, 1], score_reconstruction (B,) = mean squared reconstruction error (the global,
+        reconstruction-based score)."""
         tokens = self.encode(x)
         grid = tokens.transpose(1, 2).unflatten(2, self.grid)
         reconstruction = self.decoder(grid)
@@ -154,12 +154,9 @@ class VTADL(nn.Module):
         standardised = (patch_nll - self.nll_mean) / self.nll_std
         patch_map = torch.sigmoid(standardised - Z_OFFSET).unflatten(1, self.grid).unsqueeze(1)
         anomaly_map = F.interpolate(patch_map, size=self.image_size, mode="bilinear", align_corners=False)
-        smoothed = smooth_map(anomaly_map, self.smoothing_kernel)
         return {
             "reconstruction": reconstruction,
             "patch_nll": patch_nll,
             "anomaly_map": anomaly_map,
-            "smoothed_map": smoothed,
-            "score": image_score(smoothed),
             "score_reconstruction": (x.float() - reconstruction.float()).pow(2).flatten(1).mean(dim=1),
         }

@@ -190,6 +190,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, cfg: RunConfig, th
 <h1>grdnet test report</h1>
 <p>{len(records)} test images · threshold {_number(float(threshold))} · "defect" means score ≥ threshold</p>
 <h2>Summary</h2>
+{f"<p>Note: {html.escape(metrics['pixel_note'])}.</p>" if "pixel_note" in metrics else ""}
 <div class="row"><div>{_table(["metric", "value"], metric_rows)}</div><div>{_table(["setting", "value"], config_rows)}</div></div>
 <h2>Curves</h2>
 <div class="row curves"><img class="curve" id="roc" alt="ROC curve" src="{_data_uri(curves["roc"])}">

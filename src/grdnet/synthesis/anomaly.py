@@ -1,4 +1,4 @@
-"""DRAEM-style synthetic anomalies on batches, on the training device (SPEC.md §2.1–2.4)."""
+"""DRAEM-style synthetic anomalies on batches, on the training device."""
 
 from __future__ import annotations
 

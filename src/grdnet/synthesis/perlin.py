@@ -1,4 +1,4 @@
-"""Batched, seeded Perlin-noise anomaly masks (SPEC.md §2.1), computed on the requested device.
+"""Batched, seeded Perlin-noise anomaly masks, computed on the requested device.
 
 Each sample gets its own grid scales sy, sx = 2**randint(lo, hi) (hi exclusive, clamped to the image
 size) and its own rotation angle in [-90°, 90°]. The rotation is applied to the sampling coordinates of

@@ -1,4 +1,4 @@
-"""Texture sources for synthetic anomalies and their random photometric augmentations (SPEC.md §2.2).
+"""Texture sources for synthetic anomalies and their random photometric augmentations.
 
 All functions work on batches on the input's device and draw randomness only from the given generator
 (which must live on that device). Textures are (B, C, H, W) float32 in [0, 1].
@@ -18,11 +18,11 @@ from pathlib import Path
 import kornia.enhance as ke
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from grdnet.config import SynthesisConfig
 from grdnet.errors import ConfigError
+from grdnet.pixels import decode_pixels, resize_array, to_channels
 from grdnet.synthesis.geometry import rotate
 
 TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -76,8 +76,8 @@ class FolderTextures:
     """Textures drawn from the images of a folder, resized to the image size.
 
     At most `max_images` files (and `MAX_BANK_BYTES`) are used, picked evenly from the sorted file list
-    (so every sub-folder / DTD category is represented). They are read once, on the first call, with
-    Pillow and kept on `device` as a uint8 bank (N, C, H, W); unreadable files are skipped with a warning.
+    (so every sub-folder / DTD category is represented). They are read once, on the first call, through the
+    pixel path training images take (`grdnet.pixels`) and kept on `device` as a uint8 bank (N, C, H, W); unreadable files are skipped with a warning.
     """
 
     def __init__(
@@ -100,20 +100,18 @@ class FolderTextures:
         self._bank: Tensor | None = None
 
     def _load(self) -> Tensor:
-        height, width = self.image_size
-        mode = "RGB" if self.channels == 3 else "L"
         arrays = []
         for path in self.files:
             try:
-                with Image.open(path) as image:
-                    resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                pixels = decode_pixels(path)
             except (OSError, ValueError) as error:
                 warnings.warn(f"{path}: unreadable texture skipped ({error})", stacklevel=2)
                 continue
-            arrays.append(np.asarray(resized, dtype=np.uint8).reshape(height, width, self.channels))
+            image = resize_array(to_channels(pixels, self.channels), self.image_size)
+            arrays.append(np.round(image * 255.0).astype(np.uint8))
         if not arrays:
             raise ConfigError(f"{self.texture_dir}: no readable texture image; check the files or use texture 'random'")
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        return torch.from_numpy(np.stack(arrays)).to(self.device)
 
     @property
     def bank(self) -> Tensor:

@@ -22,18 +22,22 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from grdnet.checkpoint import load_checkpoint, save_checkpoint
 from grdnet.config import RunConfig
 from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
 from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
 from grdnet.tiling import random_tile_crops
-from grdnet.training.checkpoint import load_checkpoint, save_checkpoint
 from grdnet.training.distributed import DistributedContext
 from grdnet.training.recipes import StepContext, build_recipe
 from grdnet.training.validation import Validator
 
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir")}
+
+FINITE_CHECK_EVERY = 5
+"""Steps between checks that the running loss means are finite. The check runs with or without a progress
+bar, and under DDP on the means reduced over ranks, so every rank stops at the same step."""
 
 
 class GracefulInterrupt:
@@ -314,10 +318,10 @@ class Trainer:
                     losses = self.recipe.training_step(self._batch(batches[step], epoch, step), generator)
                     for name, value in losses.items():
                         device_sums[name] = device_sums.get(name, 0.0) + value.float()
-                    if progress.live.is_started and (step % 5 == 0 or step == len(batches) - 1):
-                        shown = {k: float(v) / (step + 1) for k, v in device_sums.items()}
-                        self._check_finite(shown, epoch, step)
-                        progress.update(task, completed=step + 1, info=self._format(shown))
+                    if step % FINITE_CHECK_EVERY == 0 or step == len(batches) - 1:
+                        running = self._reduce({k: float(v) / (step + 1) for k, v in device_sums.items()})
+                        self._check_finite(running, epoch, step)
+                        progress.update(task, completed=step + 1, info=self._format(running))
                     else:
                         progress.update(task, completed=step + 1)
                     if self.interrupt.requested and step + 1 < len(batches):

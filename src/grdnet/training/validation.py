@@ -10,25 +10,27 @@ import torch
 from sklearn.metrics import average_precision_score
 from torch import nn
 
-from grdnet.config import MAP_SCORED_MODELS, RunConfig
+from grdnet.config import RunConfig
 from grdnet.metrics import calibrate_threshold, image_auroc, pixel_auroc
-from grdnet.predictions_io import mask_padding
 from grdnet.runtime import autocast, make_generator
 from grdnet.synthesis import AnomalySynthesizer
 from grdnet.tiling import wrap_for_inference
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, images: torch.Tensor, device: torch.device, bf16: bool, batch_size: int) -> dict[str, torch.Tensor]:
-    """Run `model` in eval mode over `images` (N,C,H,W); returns CPU float `score` (N,) and `smoothed_map` (N,1,H,W)."""
+def predict_batches(model: nn.Module, images: torch.Tensor, regions: torch.Tensor, device: torch.device, bf16: bool,
+                    batch_size: int) -> dict[str, torch.Tensor]:
+    """Run a `ScoredModel` in eval mode over `images` (N,C,H,W) inspected inside `regions` (N,1,H,W); returns
+    CPU float `score` (N,) and `smoothed_map` (N,1,H,W)."""
     was_training = model.training
     model.eval()
     scores, maps = [], []
     try:
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].to(device, non_blocking=True)
+            region = regions[start : start + batch_size].to(device, non_blocking=True)
             with autocast(device, bf16):
-                out = model(batch)
+                out = model(batch, region)
             scores.append(out["score"].float().cpu())
             maps.append(out["smoothed_map"].float().cpu())
     finally:
@@ -42,15 +44,15 @@ class Validator:
     `images` (N,C,H,W) in [0,1] are the held-out normal images, `rois` (N,1,H,W) their ROIs and `valid`
     (N,1,H,W) where each image lies (0 on "fit" padding); the synthetic set is drawn once, from a fixed seed,
     so every validation compares checkpoints on identical inputs. As in the test protocol, a synthetic defect
-    counts only where it touches the ROI, pixel metrics are computed inside the ROI, and scores ignore the
-    padding as the `Predictor`'s do. Anomalies are drawn on the whole images (data.image_size) and a tiled
+    counts only where it touches the ROI, pixel metrics are computed inside the ROI, and images are scored
+    inside their ROI and never on the padding, with the `Predictor`'s `ScoringHead`. Anomalies are drawn on the whole images (data.image_size) and a tiled
     model runs over them as at test time (`wrap_for_inference`).
     """
 
     def __init__(self, images: torch.Tensor, rois: torch.Tensor, valid: torch.Tensor, cfg: RunConfig,
                  device: torch.device, bf16: bool) -> None:
         self.cfg, self.device, self.bf16 = cfg, device, bf16
-        self.clean, self.rois, self.valid = images, rois, valid[:, 0].numpy()
+        self.clean, self.rois, self.regions = images, rois, rois * valid
         synth_cfg = cfg.synthesis.model_copy(update={"probability": 1.0})
         synthesizer = AnomalySynthesizer(synth_cfg, cfg.data.image_size, cfg.data.channels, torch.device("cpu"))
         generator = make_generator(torch.device("cpu"), cfg.train.seed, 0x5EED)
@@ -61,10 +63,9 @@ class Validator:
         return len(self.clean)
 
     def _predict(self, model: nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(smoothed maps (N,H,W), scores (N,)) as the `Predictor` gives them: 0 on padding, scores ignoring it."""
-        out = predict_batches(model, images, self.device, self.bf16, self.cfg.train.batch_size * 4)
-        return mask_padding(out["smoothed_map"][:, 0].numpy(), out["score"].numpy(), self.valid,
-                            score_from_map=self.cfg.model.name in MAP_SCORED_MODELS)
+        """(smoothed maps (N,H,W), scores (N,)) as the `Predictor` gives them for these ROIs."""
+        out = predict_batches(model, images, self.regions, self.device, self.bf16, self.cfg.train.batch_size * 4)
+        return out["smoothed_map"][:, 0].numpy(), out["score"].numpy()
 
     def run(self, model: nn.Module) -> dict[str, float]:
         """val_image_AUROC, val_pixel_AUROC, val_pixel_AP on synthetic anomalies, their mean (`val_score`),

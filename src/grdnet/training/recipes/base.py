@@ -60,7 +60,7 @@ class Recipe:
         return torch.optim.Adam(module.parameters(), lr=train.lr, betas=train.betas)
 
     def make_scheduler(self, name: str, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
-        """Reduce-on-plateau ×e^−0.1 after `plateau_patience` epochs (SPEC.md §3); stepped once per epoch."""
+        """Reduce-on-plateau ×e^−0.1 after `plateau_patience` epochs (the GRD-Net paper's schedule); stepped once per epoch."""
         train = self.cfg.train
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=train.plateau_factor, patience=train.plateau_patience
@@ -83,7 +83,7 @@ class Recipe:
 
 
 class SyntheticAnomalyRecipe(Recipe):
-    """A recipe that trains on rotated clean images with DRAEM-style synthetic anomalies (SPEC.md §2)."""
+    """A recipe that trains on rotated clean images with DRAEM-style synthetic anomalies."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
         super().__init__(model, cfg, context)

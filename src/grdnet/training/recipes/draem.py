@@ -1,4 +1,4 @@
-"""DRAEM training logic (SPEC.md §4): one Adam over both sub-networks, trained jointly on synthetic anomalies.
+"""DRAEM training logic: one Adam over both sub-networks, trained jointly on synthetic anomalies.
 
 Per batch: rotate (off by default) and corrupt the clean images, run the model on the augmented images
 (x̂ is *not* detached: the focal loss also trains the reconstructive part, as in DRAEM), loss

@@ -1,4 +1,4 @@
-"""GANomaly training logic (SPEC.md §4, official update order): per batch G with D frozen, then D; D is
+"""GANomaly training logic (official update order): per batch G with D frozen, then D; D is
 re-initialised when its loss collapses."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GRD-Net training logic (SPEC.md §3): per batch D, then G with D frozen, then S on (x_n, x̂.detach())."""
+"""GRD-Net training logic: per batch D, then G with D frozen, then S on (x_n, x̂.detach())."""
 
 from __future__ import annotations
 

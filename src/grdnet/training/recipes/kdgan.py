@@ -1,4 +1,4 @@
-"""kdgan training logic (SPEC.md §4): a GAN whose discriminator also learns known defect images as fakes."""
+"""kdgan training logic: a GAN whose discriminator also learns known defect images as fakes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VT-ADL training logic (SPEC.md §4): one Adam over the whole model, on clean images only.
+"""VT-ADL training logic: one Adam over the whole model, on clean images only.
 
 Loss 5·MSE + 0.5·(1 − SSIM) + mean per-patch mixture NLL (the mixture sees detached embeddings, see
 `grdnet.models.vtadl`). After each step the running NLL statistics that standardise the anomaly map are

@@ -3,24 +3,48 @@
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts:
 `format`, `config` (resolved RunConfig as a dict), `model` (state dict), `threshold`, `versions`, and for
 resuming `optimizers`, `schedulers`, `epoch`, `step`, `rng`, `history`, `best`.
+
+This module sits below training and inference (both read checkpoints) and imports torch only to save and
+load, so torch-free code (the inspection log) shares `checkpoint_file` and `sha256_file`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from grdnet.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "grdnet-checkpoint-v1"
 
 
+def checkpoint_file(path: Path | str) -> Path:
+    """The file a checkpoint path names: itself, or for a run folder its best.pt, else its last.pt."""
+    path = Path(path)
+    if path.is_dir():
+        return next((c for c in (path / "best.pt", path / "last.pt") if c.is_file()), path / "best.pt")
+    return path
+
+
+def sha256_file(path: Path | str) -> str:
+    """SHA-256 (hex) of a file; for a run folder, of its `checkpoint_file`."""
+    digest = hashlib.sha256()
+    with checkpoint_file(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` atomically: a temp file in the same folder, fsync, then rename."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, **state}
@@ -37,11 +61,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely (`weights_only=True`); CheckpointError when missing, corrupt or foreign."""
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "best.pt", path / "last.pt"]
-        path = next((c for c in candidates if c.is_file()), candidates[0])
+    """Read a checkpoint file or run folder (`checkpoint_file`) safely (`weights_only=True`); CheckpointError when
+    missing, corrupt or foreign."""
+    import torch
+
+    path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; pass a .pt file or a run folder written by grdnet train")
     try:

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from grdnet.checkpoint import load_checkpoint, save_checkpoint
 from grdnet.errors import CheckpointError
-from grdnet.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip_and_weights_only(tmp_path: Path):
