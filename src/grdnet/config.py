@@ -124,7 +124,7 @@ class SynthesisConfig(_Section):
 class ModelConfig(_Section):
     """Architecture. `name` picks the method; the other fields are read by the methods that use them."""
 
-    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl"] = "grdnet"
+    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet"] = "grdnet"
     base_width: int = Field(64, ge=4)
     max_width: int = Field(512, ge=4)
     bottleneck: Literal["crae", "drae"] = "crae"
@@ -209,13 +209,17 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
               "synthesis.beta": (0.0, 0.8), "synthesis.rotation_degrees": 0.0},
     # VT-ADL: base_width = transformer embedding dim; patch_size / depth / heads / components in model.extra.
     "vtadl": {"model.base_width": 512, "train.betas": (0.9, 0.999), "synthesis.rotation_degrees": 0.0},
+    # Capsule network (Sabour et al.'s Adam 1e-3); needs data.known_defects; flips augment both classes.
+    "capsnet": {"model.base_width": 32, "model.max_width": 256, "train.lr": 1e-3, "train.betas": (0.9, 0.999),
+                "train.epochs": 50, "synthesis.rotation_degrees": 0.0},
 }
 """Per-method defaults (dotted keys) that differ from GRD-Net's, e.g. DRAEM's widths and schedule."""
 
 
 MAP_SCORED_MODELS = ("grdnet", "draem", "vtadl")
 """Methods whose image score is the maximum of their smoothed anomaly map: they can be tiled, and "fit" padding
-can be left out of their score. GANomaly (latent distance) and kdgan (search loss) score whole images."""
+can be left out of their score. GANomaly (latent distance), kdgan (search loss) and capsnet (defect capsule length)
+score whole images."""
 
 MAX_TILED_IMAGE_SIDE = 8192
 """Largest image_size side when tiling (without tiles, image_size is the model size: at most 1024)."""

@@ -176,3 +176,16 @@ def vtadl_loss(
     }
     total = w_mse * parts["mse"] + w_ssim * parts["ssim"] + parts["nll"]
     return total, {name: value.detach() for name, value in parts.items()}
+
+
+def margin_loss(lengths: Tensor, labels: Tensor, m_plus: float = 0.9, m_minus: float = 0.1,
+                down_weight: float = 0.5) -> Tensor:
+    """Capsule margin loss (Sabour et al. 2017), batch mean.
+
+    `lengths` (B, K) class-capsule lengths in [0, 1), `labels` (B,) class indices. Per class k:
+    T_k·max(0, m⁺ − ‖v_k‖)² + down_weight·(1 − T_k)·max(0, ‖v_k‖ − m⁻)², summed over k.
+    """
+    target = F.one_hot(labels.long(), lengths.shape[1]).to(lengths.dtype)
+    present = target * F.relu(m_plus - lengths).pow(2)
+    absent = down_weight * (1.0 - target) * F.relu(lengths - m_minus).pow(2)
+    return (present + absent).sum(dim=1).mean()

@@ -14,6 +14,7 @@ from grdnet.models.blocks import (
     init_weights,
     make_norm,
 )
+from grdnet.models.capsnet import CapsNet
 from grdnet.models.draem import DRAEM
 from grdnet.models.ganomaly import GANomaly, GanomalyDiscriminator, GanomalyGenerator
 from grdnet.models.grdnet import Discriminator, Generator, GRDNet, Segmenter
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
 __all__ = [
+    "CapsNet",
     "DRAEM",
     "VTADL",
     "Discriminator",
@@ -49,6 +51,7 @@ IMPLEMENTED = {
     "draem": DRAEM.from_config,
     "kdgan": KDGAN.from_config,
     "vtadl": VTADL.from_config,
+    "capsnet": CapsNet.from_config,
 }
 
 

@@ -155,6 +155,11 @@ class Trainer:
         self.train_data = load_tensors(self.index.train, cfg, ("image", "roi", "valid") if cfg.data.tile_size else ("image", "roi"))
         known = self.index.known_defects
         self.known = load_tensors(known, cfg, ("image", "mask", "roi")) if known else None
+        if self.recipe.class_balanced and self.known is None:
+            raise ConfigError(
+                f"model '{cfg.model.name}' is supervised and needs defect images; pass --known-defects DIR "
+                "(a few real defect images, see docs/known_defects.md)"
+            )
         validation_samples = self.index.validation
         if not validation_samples:
             warnings.warn(
@@ -243,7 +248,8 @@ class Trainer:
         known = None
         if self.known is not None:
             n_known = len(self.known["image"])
-            pick = torch.randint(n_known, (min(len(indices), n_known),), generator=make_generator(cpu, seed, epoch, step, 2))
+            count = len(indices) if self.recipe.class_balanced else min(len(indices), n_known)
+            pick = torch.randint(n_known, (count,), generator=make_generator(cpu, seed, epoch, step, 2))
             known = {key: values[pick] for key, values in self.known.items()}
         tile_size = self.cfg.data.tile_size
         if tile_size is not None:

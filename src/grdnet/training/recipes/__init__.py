@@ -7,13 +7,15 @@ from torch import nn
 from grdnet.config import RunConfig
 from grdnet.errors import ConfigError
 from grdnet.training.recipes.base import Recipe, StepContext, SyntheticAnomalyRecipe
+from grdnet.training.recipes.capsnet import CapsNetRecipe
 from grdnet.training.recipes.draem import DRAEMRecipe
 from grdnet.training.recipes.ganomaly import GanomalyRecipe
 from grdnet.training.recipes.grdnet import GRDNetRecipe
 from grdnet.training.recipes.kdgan import KDGANRecipe
 from grdnet.training.recipes.vtadl import VTADLRecipe
 
-RECIPES: dict[str, type[Recipe]] = {"draem": DRAEMRecipe, "vtadl": VTADLRecipe, "ganomaly": GanomalyRecipe, "grdnet": GRDNetRecipe, "kdgan": KDGANRecipe}
+RECIPES: dict[str, type[Recipe]] = {"draem": DRAEMRecipe, "vtadl": VTADLRecipe, "ganomaly": GanomalyRecipe, "grdnet": GRDNetRecipe, "kdgan": KDGANRecipe,
+                               "capsnet": CapsNetRecipe}
 
 
 def build_recipe(model: nn.Module, cfg: RunConfig, context: StepContext) -> Recipe:

@@ -34,6 +34,9 @@ class Recipe:
 
     monitored = "loss"
     """Name of the epoch-mean loss the plateau scheduler watches (a training-side quantity)."""
+    class_balanced = False
+    """True: the method needs known defect images and gets one per normal image in every batch (drawn with
+    replacement); False: up to `batch_size` known defect images per batch, when there are any."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
         self.model = model
