@@ -37,6 +37,7 @@ QUICK_MODELS: dict[str, dict[str, Any]] = {
     "draem": {"base_width": 4, "max_width": 8, "segmenter_width": 4, "segmenter_levels": 2},
     "ganomaly": {"base_width": 4, "max_width": 8, "latent_dim": 16},
     "kdgan": {"base_width": 4, "max_width": 8, "latent_dim": 16, "extra": {"search_steps": 2}},
+    "capsnet": {"base_width": 4, "max_width": 8, "extra": {"capsule_types": 4}},
 }
 """Toy model widths for `--quick` (64 px)."""
 
