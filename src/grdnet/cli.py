@@ -94,7 +94,7 @@ def main() -> None:
 # --------------------------------------------------------------------------- train
 @main.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config; flags override it.")
-@click.option("--model", type=click.Choice(["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet"]), help="Method to train.")
+@click.option("--model", type=click.Choice(["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade"]), help="Method to train.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root (MVTec layout: ROOT/CATEGORY/train/good).")
 @click.option("--category", help="Category folder under the data root.")
 @click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]), help="Folder layout (default mvtec).")

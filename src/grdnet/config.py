@@ -124,7 +124,7 @@ class SynthesisConfig(_Section):
 class ModelConfig(_Section):
     """Architecture. `name` picks the method; the other fields are read by the methods that use them."""
 
-    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet"] = "grdnet"
+    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade"] = "grdnet"
     base_width: int = Field(64, ge=4)
     max_width: int = Field(512, ge=4)
     bottleneck: Literal["crae", "drae"] = "crae"
@@ -154,6 +154,8 @@ class LossConfig(_Section):
     roi_on: Literal["prediction", "target"] = "prediction"
     known_defect_gamma: float = 1.0
     """Weight of the penalised second 'fake' (known defect images) in the discriminator loss."""
+    w_perceptual: float = Field(1.0, ge=0.0)
+    """piade: weight of the perceptual loss (fixed-network features) beside the reconstruction MSE."""
 
 
 class TrainConfig(_Section):
@@ -212,11 +214,14 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # Capsule network (Sabour et al.'s Adam 1e-3); needs data.known_defects; flips augment both classes.
     "capsnet": {"model.base_width": 32, "model.max_width": 256, "train.lr": 1e-3, "train.betas": (0.9, 0.999),
                 "train.epochs": 50, "synthesis.rotation_degrees": 0.0},
+    # Pyramidal autoencoder: latent_channels = channels of the deepest latent (shallower levels: ÷4 each).
+    "piade": {"model.latent_channels": 32, "train.lr": 1e-3, "train.betas": (0.9, 0.999), "train.epochs": 100,
+              "synthesis.rotation_degrees": 0.0},
 }
 """Per-method defaults (dotted keys) that differ from GRD-Net's, e.g. DRAEM's widths and schedule."""
 
 
-MAP_SCORED_MODELS = ("grdnet", "draem", "vtadl")
+MAP_SCORED_MODELS = ("grdnet", "draem", "vtadl", "piade")
 """Methods whose image score is the maximum of their smoothed anomaly map: they can be tiled, and "fit" padding
 can be left out of their score. GANomaly (latent distance), kdgan (search loss) and capsnet (defect capsule length)
 score whole images."""

@@ -19,6 +19,7 @@ from grdnet.models.draem import DRAEM
 from grdnet.models.ganomaly import GANomaly, GanomalyDiscriminator, GanomalyGenerator
 from grdnet.models.grdnet import Discriminator, Generator, GRDNet, Segmenter
 from grdnet.models.kdgan import KDGAN
+from grdnet.models.pyramidal import PyramidalAutoencoder
 from grdnet.models.vtadl import VTADL
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "KDGAN",
     "Generator",
     "PreActResidualBlock",
+    "PyramidalAutoencoder",
     "ResidualDecoder",
     "ResidualEncoder",
     "Segmenter",
@@ -52,6 +54,7 @@ IMPLEMENTED = {
     "kdgan": KDGAN.from_config,
     "vtadl": VTADL.from_config,
     "capsnet": CapsNet.from_config,
+    "piade": PyramidalAutoencoder.from_config,
 }
 
 

@@ -148,7 +148,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         if self.device.type == "cuda" and cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap)
+        context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap, log=self.console.log)
         self.recipe = build_recipe(self.model, cfg, context)
         self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
         # "valid" (1 on the image, 0 on "fit" padding) keeps random training tiles on the image.

@@ -12,10 +12,12 @@ from grdnet.training.recipes.draem import DRAEMRecipe
 from grdnet.training.recipes.ganomaly import GanomalyRecipe
 from grdnet.training.recipes.grdnet import GRDNetRecipe
 from grdnet.training.recipes.kdgan import KDGANRecipe
+from grdnet.training.recipes.piade import PIADERecipe
 from grdnet.training.recipes.vtadl import VTADLRecipe
 
 RECIPES: dict[str, type[Recipe]] = {"draem": DRAEMRecipe, "vtadl": VTADLRecipe, "ganomaly": GanomalyRecipe, "grdnet": GRDNetRecipe, "kdgan": KDGANRecipe,
-                               "capsnet": CapsNetRecipe}
+                               "capsnet": CapsNetRecipe,
+                               "piade": PIADERecipe}
 
 
 def build_recipe(model: nn.Module, cfg: RunConfig, context: StepContext) -> Recipe:

@@ -23,6 +23,8 @@ class StepContext:
     bf16: bool = False
     wrap: Callable[[nn.Module], nn.Module] = field(default=lambda module: module)
     """Wraps a trainable part (DistributedDataParallel under torchrun, identity otherwise)."""
+    log: Callable[[str], None] = field(default=lambda line: None)
+    """Writes a line to the run's console log (what a recipe chose, e.g. its perceptual network)."""
 
 
 class Recipe:

@@ -1,0 +1,59 @@
+"""The fixed feature network of perceptual losses (the pyramidal autoencoder's high-level image comparison).
+
+`feature_extractor` is the one place that picks it. Today it is a small convolutional network with frozen,
+randomly initialised weights drawn from a fixed seed: random convolutional features already compare
+images by local structure rather than pixel by pixel, and nothing has to be downloaded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+RANDOM_WIDTHS = (32, 64, 128)
+"""Channels of the random network's three stride-2 stages."""
+
+
+class RandomFeatures(nn.Module):
+    """Three (conv3×3 stride 2 → ReLU) stages with Kaiming-normal weights from `seed`, frozen.
+
+    (B, C, H, W) in [0, 1] → list of three feature maps (B, 32, H/2, W/2), (B, 64, H/4, W/4), (B, 128, H/8, W/8).
+    """
+
+    def __init__(self, in_channels: int, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        widths = (in_channels, *RANDOM_WIDTHS)
+        self.stages = nn.ModuleList(nn.Conv2d(w_in, w_out, 3, 2, 1) for w_in, w_out in zip(widths[:-1], widths[1:]))
+        with torch.no_grad():
+            for conv in self.stages:
+                fan_in = conv.weight[0].numel()
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                conv.bias.zero_()
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "RandomFeatures":
+        """Always in eval mode: the network is fixed."""
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        features = []
+        for conv in self.stages:
+            x = torch.relu(conv(x))
+            features.append(x)
+        return features
+
+
+def feature_extractor(in_channels: int, seed: int = 0) -> tuple[nn.Module, str]:
+    """(frozen network: (B, C, H, W) → list of feature maps, a one-line description of it for the run's log)."""
+    network = RandomFeatures(in_channels, seed)
+    return network, f"perceptual loss: frozen randomly initialised network (seed {seed}, widths {RANDOM_WIDTHS})"
+
+
+def perceptual_distance(network: nn.Module, x: Tensor, x_hat: Tensor) -> Tensor:
+    """Mean over the network's feature maps of the mean squared feature difference (a scalar); the gradient
+    flows into `x_hat` only."""
+    with torch.no_grad():
+        targets = network(x)
+    return torch.stack([(f - t).pow(2).mean() for f, t in zip(network(x_hat), targets)]).mean()
