@@ -38,6 +38,7 @@ QUICK_MODELS: dict[str, dict[str, Any]] = {
     "ganomaly": {"base_width": 4, "max_width": 8, "latent_dim": 16},
     "kdgan": {"base_width": 4, "max_width": 8, "latent_dim": 16, "extra": {"search_steps": 2}},
     "capsnet": {"base_width": 4, "max_width": 8, "extra": {"capsule_types": 4}},
+    "piade": {"base_width": 4, "max_width": 8, "latent_channels": 8},
 }
 """Toy model widths for `--quick` (64 px)."""
 

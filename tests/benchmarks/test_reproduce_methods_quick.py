@@ -12,6 +12,8 @@ CASES = {
     # script: (column that varies, its values, keys every row has, keys no row may have)
     "reproduce_capsnet": ("known_defects", [2, 5, 10], {"image_AUROC", "F1", "accuracy", "train_seconds"},
                           {"pixel_AUROC", "pixel_AUPRO"}),
+    "reproduce_piade": ("variant", ["pyramid_perceptual", "pyramid_mse", "single_level_perceptual"],
+                        {"image_AUROC", "pixel_AUROC", "pixel_AUPRO", "F1", "accuracy", "train_seconds"}, set()),
 }
 
 
