@@ -148,11 +148,12 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         if self.device.type == "cuda" and cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap, log=self.console.log)
-        self.recipe = build_recipe(self.model, cfg, context)
-        self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
         # "valid" (1 on the image, 0 on "fit" padding) keeps random training tiles on the image.
         self.train_data = load_tensors(self.index.train, cfg, ("image", "roi", "valid") if cfg.data.tile_size else ("image", "roi"))
+        context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap, log=self.console.log,
+                              steps_per_epoch=len(self._batches(0)))
+        self.recipe = build_recipe(self.model, cfg, context)
+        self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
         known = self.index.known_defects
         self.known = load_tensors(known, cfg, ("image", "mask", "roi")) if known else None
         if self.recipe.class_balanced and self.known is None:

@@ -23,6 +23,8 @@ class StepContext:
     bf16: bool = False
     wrap: Callable[[nn.Module], nn.Module] = field(default=lambda module: module)
     """Wraps a trainable part (DistributedDataParallel under torchrun, identity otherwise)."""
+    steps_per_epoch: int = 1
+    """Optimisation steps in one epoch (the same every epoch), for schedules counted in epochs."""
     log: Callable[[str], None] = field(default=lambda line: None)
     """Writes a line to the run's console log (what a recipe chose, e.g. its perceptual network)."""
 

@@ -1,4 +1,5 @@
-"""kdgan training logic: a GAN whose discriminator also learns known defect images as fakes."""
+"""kdgan training logic: a GAN whose discriminator also learns known defect images as fakes, grown
+progressively (`grdnet.models.kdgan`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ class KDGANRecipe(Recipe):
     the generator's distribution is pushed away from defects. G loss = non-saturating BCE + `loss.w_adv` ·
     batch-mean feature matching (`losses.kdgan_generator_loss`). No synthetic anomalies; clean images are
     rotated by up to `synthesis.rotation_degrees` (0 by default). ROIs are not used: G models whole images.
+
+    Before each step the growth stage is set from the steps taken so far (`model.trained_steps`, saved with the
+    weights) over the steps per epoch, so the schedule — and a resumed run — depends only on that count; each
+    new resolution is written to the run's log.
     """
 
     monitored = "fm"
@@ -27,6 +32,7 @@ class KDGANRecipe(Recipe):
         return {"generator": self.model.generator, "discriminator": self.model.discriminator}
 
     def training_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        self.advance_growth()
         x, _ = random_rotate(batch["image"], None, self.cfg.synthesis.rotation_degrees, generator)
         z = torch.randn(len(x), self.model.latent_dim, 1, 1, generator=generator, device=x.device)
         G, D = self.parts_wrapped["generator"], self.parts_wrapped["discriminator"]
@@ -48,4 +54,14 @@ class KDGANRecipe(Recipe):
                 logits[len(x) :], real_features.detach(), fake_features, self.cfg.loss.w_adv
             )
         self.step(self.optimizers["generator"], loss_g)
+        self.model.trained_steps += 1
         return {"d": loss_d.detach(), "g": loss_g.detach(), **parts}
+
+    def advance_growth(self) -> None:
+        """Set the model's stage for this step; log when a new resolution starts fading in."""
+        steps = int(self.model.trained_steps)
+        before = self.model.set_progress((steps - 1) / self.context.steps_per_epoch)[0] if steps else -1
+        level, _ = self.model.set_progress(steps / self.context.steps_per_epoch)
+        if level != before:
+            height, width = (side // 2 ** (self.model.generator.levels - 1 - level) for side in self.cfg.data.model_size)
+            self.context.log(f"kdgan: training at {height}×{width} (resolution {level + 1} of {self.model.generator.levels})")
