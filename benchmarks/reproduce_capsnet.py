@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common import add_run_arguments, int_list, publish, resolve_data, run_config, staged_training
 from reproduce_known_defects import split_known
+
+from common import add_run_arguments, int_list, publish, resolve_data, run_config, staged_training
 
 NAME = "reproduce_capsnet"
 IMAGE_LEVEL = ("image_AUROC", "F1", "accuracy")

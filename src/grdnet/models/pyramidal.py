@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from torch import Tensor, nn
-
 import torch
+from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
 from grdnet.models.blocks import stage_widths
