@@ -28,15 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, "bench-piade")
     parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--base-width", type=int, help="model.base_width (max_width 8× it); default: piade's 64 / 512")
     args = parser.parse_args(argv)
     category = resolve_data(args)
     epochs = 1 if args.quick else args.epochs
+    widths = {"model.base_width": args.base_width, "model.max_width": args.base_width * 8} if args.base_width else {}
 
     rows = []
     for variant, settings in VARIANTS.items():
         for seed in args.seeds:
             cfg = run_config(args, "piade", args.work / f"{variant}-s{seed}", root=category, category=None)
-            for row in staged_training(cfg.updated({"train.seed": seed, **settings}), [epochs]):
+            for row in staged_training(cfg.updated({"train.seed": seed, **widths, **settings}), [epochs]):
                 rows.append({"variant": variant, "seed": seed, **row})
     publish(NAME, rows, "reproduce_piade.py", argv, args.out, args.quick)
     return 0
