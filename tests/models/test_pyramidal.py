@@ -1,4 +1,5 @@
-"""piade: pyramid of latents decoded together, fixed perceptual network, training, tiling, CLI train / test / predict."""
+"""piade: pyramid of latents decoded together, fixed perceptual network, training, tiling, CLI train / test /
+predict / export."""
 
 import csv
 import json
@@ -105,3 +106,6 @@ def test_cli_train_test_predict(make_config, builtin_category, tmp_path):
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))
     assert len(rows) == len(list((builtin_category / "test" / "good").glob("*.png")))
+    done = grdnet("export", run / "best.pt", "--format", "onnx", "--output", tmp_path / "model.onnx")
+    assert done.returncode == 0, done.stderr
+    assert "parity vs PyTorch" in done.stdout and "(ok)" in done.stdout
