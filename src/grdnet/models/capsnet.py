@@ -78,8 +78,11 @@ class CapsNet(nn.Module):
     """Stem → primary capsules → dynamic routing → good / defect class capsules.
 
     `forward(x)`: x (B, C, H, W) in [0, 1] → `class_lengths` (B, 2) in [0, 1), `score` (B,) = defect capsule
-    length, `anomaly_map` and `smoothed_map` (B, 1, H, W) = the score at every pixel.
+    length, `anomaly_map` (B, 1, H, W) = the score at every pixel.
     """
+
+    map_scored = False
+    """The image score is the defect capsule's length, not its (uniform) map's maximum."""
 
     def __init__(self, in_channels: int = 3, image_size: tuple[int, int] = (256, 256), base_width: int = 64,
                  max_width: int = 256, capsule_types: int = 8, routing_iterations: int = 3) -> None:
@@ -120,4 +123,4 @@ class CapsNet(nn.Module):
         lengths = self.class_capsules(x).float().norm(dim=-1)
         score = lengths[:, DEFECT]
         uniform = score.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:])
-        return {"class_lengths": lengths, "score": score, "anomaly_map": uniform, "smoothed_map": uniform}
+        return {"class_lengths": lengths, "score": score, "anomaly_map": uniform}

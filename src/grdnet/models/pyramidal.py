@@ -10,8 +10,8 @@ then continues to the full size. Trained with a reconstruction loss plus a perce
 of a fixed network (recipe `piade`, `grdnet.models.perceptual`). The survey's optional dynamic-routing
 layer is not used.
 
-Anomaly map = |x − x̂| (channel mean), smoothed like every model's; image score = the maximum of the smoothed
-map, so the model can be tiled.
+Anomaly map = |x − x̂| (channel mean); the model is map-scored (its image score is the maximum of the smoothed
+map, `grdnet.scoring.ScoringHead`), so it can be tiled.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
 from grdnet.models.blocks import stage_widths
-from grdnet.scoring import smooth_map
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -54,13 +53,14 @@ class PyramidalAutoencoder(nn.Module):
     """Multi-resolution latents, decoded together.
 
     `encode(x)`: (B, C, H, W) → latents, shallowest first, level l of L at 1/2^(S−L+1+l) of the size (S stages);
-    `forward(x)`: → `reconstruction` (B, C, H, W) in [0, 1], `anomaly_map` and `smoothed_map` (B, 1, H, W) in
-    [0, 1], `score` (B,) = max of the smoothed map.
+    `forward(x)`: → `reconstruction` (B, C, H, W) in [0, 1], `anomaly_map` (B, 1, H, W) in [0, 1].
     """
 
+    map_scored = True
+    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
+
     def __init__(self, in_channels: int = 3, image_size: tuple[int, int] = (256, 256), base_width: int = 64,
-                 max_width: int = 512, latent_channels: int = 16, pyramid_levels: int = 3,
-                 smoothing_kernel: int = 21) -> None:
+                 max_width: int = 512, latent_channels: int = 16, pyramid_levels: int = 3) -> None:
         super().__init__()
         stages = encoder_stages(image_size)
         if not 1 <= pyramid_levels <= stages:
@@ -68,7 +68,6 @@ class PyramidalAutoencoder(nn.Module):
                 f"model.extra.pyramid_levels: must be between 1 and {stages} for image size {tuple(image_size)}, "
                 f"got {pyramid_levels}"
             )
-        self.smoothing_kernel = smoothing_kernel
         self.levels = pyramid_levels
         widths = stage_widths(base_width, max_width, stages)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1), nn.LeakyReLU(0.2))
@@ -98,7 +97,7 @@ class PyramidalAutoencoder(nn.Module):
         if not isinstance(levels, int):
             raise ConfigError(f"model.extra.pyramid_levels: must be a whole number, got {levels!r}")
         return cls(cfg.data.channels, cfg.data.model_size, cfg.model.base_width, cfg.model.max_width,
-                   cfg.model.latent_channels, levels, cfg.scoring.smoothing_kernel)
+                   cfg.model.latent_channels, levels)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         h = self.stem(x)
@@ -119,6 +118,4 @@ class PyramidalAutoencoder(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         reconstruction = self.decode(self.encode(x))
         anomaly_map = (x.float() - reconstruction.float()).abs().mean(dim=1, keepdim=True).clamp(0.0, 1.0)
-        smoothed = smooth_map(anomaly_map, self.smoothing_kernel)
-        return {"reconstruction": reconstruction, "anomaly_map": anomaly_map, "smoothed_map": smoothed,
-                "score": smoothed.flatten(1).amax(dim=1)}
+        return {"reconstruction": reconstruction, "anomaly_map": anomaly_map}
