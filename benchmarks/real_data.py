@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -167,7 +168,7 @@ def update_benchmarks_md(table: list[dict[str, Any]], command: str, plot_path: P
         MARKERS[0],
         f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} threads, "
         f"{threads} requested). Mean ± std over seeds, evaluation part of the test split.",
-        "", markdown_table(table), "", f"![image AUROC against training minutes]({plot_path.relative_to(REPO)})",
+        "", markdown_table(table), "", f"![image AUROC against training minutes]({os.path.relpath(plot_path, REPO)})",
         MARKERS[1],
     ])
     start, end = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])
