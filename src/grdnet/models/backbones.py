@@ -96,6 +96,13 @@ class ResNet(nn.Module):
             blocks += [block(inplanes, planes, 1, None, width) for _ in range(depth - 1)]
             setattr(self, f"layer{index + 1}", nn.Sequential(*blocks))
         self.channels = {f"layer{i + 1}": p * block.expansion for i, p in enumerate((64, 128, 256, 512))}
+        self.dropped: tuple[str, ...] = ()
+
+    def truncate(self, deepest: str) -> None:
+        """Drop the stages after level `deepest` (their keys in a weights file are then ignored)."""
+        self.dropped = tuple(f"{level}." for level in LEVELS[LEVELS.index(deepest) + 1 :])
+        for prefix in self.dropped:
+            delattr(self, prefix[:-1])
 
     def features(self, x: Tensor, levels: tuple[str, ...]) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -123,6 +130,14 @@ class EfficientNetLite0(nn.Module):
         ends = [i - 1 for i, stride in enumerate(strides) if stride == 2] + [len(strides) - 1]
         self.level_ends = dict(zip(LEVELS, ends[1:]))
         self.channels = {level: self.net._blocks[end]._block_args.output_filters for level, end in self.level_ends.items()}
+        self.dropped: tuple[str, ...] = ()
+
+    def truncate(self, deepest: str) -> None:
+        """Drop the blocks after level `deepest` and the classifier head (their keys in a file are then ignored)."""
+        end = self.level_ends[deepest]
+        self.dropped = tuple(f"_blocks.{i}." for i in range(end + 1, len(self.net._blocks))) + ("_conv_head.", "_bn1.", "_fc.")
+        self.net._blocks = self.net._blocks[: end + 1]
+        del self.net._conv_head, self.net._bn1, self.net._fc
 
     def features(self, x: Tensor, levels: tuple[str, ...]) -> dict[str, Tensor]:
         net = self.net
@@ -138,11 +153,13 @@ class EfficientNetLite0(nn.Module):
         return out
 
     def load_weights(self, state: dict[str, Tensor], source: str) -> None:
-        self.net.load_state_dict(_checked(self.net.state_dict(), state, source), strict=False)
+        self.net.load_state_dict(_checked(self.net.state_dict(), state, source, self.dropped), strict=False)
 
 
 class FeatureExtractor(nn.Module):
-    """Frozen backbone: x (B, C, H, W) in [0, 1], C = 1 or 3 → {level: (B, channels[level], H/stride, W/stride)}."""
+    """Frozen backbone: x (B, C, H, W) in [0, 1], C = 1 or 3 → {level: (B, channels[level], H/stride, W/stride)}.
+
+    Only the network up to the deepest requested level is kept (and stored in checkpoints)."""
 
     def __init__(self, name: str, levels: tuple[str, ...]) -> None:
         super().__init__()
@@ -159,6 +176,7 @@ class FeatureExtractor(nn.Module):
             self.net = ResNet(_BasicBlock, (2, 2, 2, 2))
         else:
             self.net = ResNet(_Bottleneck, (3, 4, 6, 3), width=128)
+        self.net.truncate(self.levels[-1])
         self.channels = {level: self.net.channels[level] for level in self.levels}
         mean, std = INPUT_NORMALISATION[name]
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -199,13 +217,14 @@ class FeatureExtractor(nn.Module):
         if isinstance(self.net, EfficientNetLite0):
             self.net.load_weights(state, str(path))
         else:
-            self.net.load_state_dict(_checked(self.net.state_dict(), state, str(path)), strict=False)
+            self.net.load_state_dict(_checked(self.net.state_dict(), state, str(path), self.net.dropped), strict=False)
         return str(path)
 
 
-def _checked(expected: dict[str, Tensor], given: dict[str, Tensor], source: str) -> dict[str, Tensor]:
-    """`given` without the classifier keys, after checking it has exactly the keys and shapes of `expected`."""
-    used = {k: v for k, v in given.items() if not any(part in k for part in IGNORED_KEYS)}
+def _checked(expected: dict[str, Tensor], given: dict[str, Tensor], source: str, dropped: tuple[str, ...]) -> dict[str, Tensor]:
+    """`given` without the classifier keys and those of `dropped` module prefixes, after checking it has
+    exactly the keys and shapes of `expected`."""
+    used = {k: v for k, v in given.items() if not any(part in k for part in IGNORED_KEYS) and not k.startswith(dropped)}
     wanted = {k for k in expected if not any(part in k for part in IGNORED_KEYS)}
     missing, unexpected = sorted(wanted - set(used)), sorted(set(used) - wanted)
     if missing or unexpected:
