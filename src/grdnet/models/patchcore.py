@@ -38,9 +38,11 @@ QUERY_ELEMENTS = 1 << 24
 """Largest query-chunk × bank distance matrix computed at once (64 MiB of float32)."""
 
 
-def squared_distances(queries: Tensor, bank: Tensor) -> Tensor:
-    """‖q − m‖² for queries (N, D) and bank entries (M, D) → (N, M), by matrix product (may dip below 0 by rounding)."""
-    return (queries * queries).sum(1, keepdim=True) - 2.0 * queries @ bank.T + (bank * bank).sum(1)
+def squared_distances(queries: Tensor, bank: Tensor, bank_norms: Tensor | None = None) -> Tensor:
+    """‖q − m‖² − ‖q‖² for queries (N, D) and bank entries (M, D) → (N, M): one fused matrix product (the
+    query norm, constant along a row, is left out: add it to whatever is taken per row); `bank_norms` (M,) = ‖m‖²."""
+    norms = (bank * bank).sum(1) if bank_norms is None else bank_norms
+    return torch.addmm(norms, queries, bank.T, alpha=-2.0)
 
 
 class PatchCore(nn.Module):
@@ -85,14 +87,16 @@ class PatchCore(nn.Module):
         bank = self.memory_bank
         if len(bank) == 0:
             raise RuntimeError("PatchCore has an empty memory bank: fit it first (grdnet train --model patchcore)")
+        bank_norms = (bank * bank).sum(1)
         if torch.onnx.is_in_onnx_export():
-            value, index = squared_distances(queries, bank).min(dim=1)
-            return value.clamp_min(0).sqrt(), index
+            value, index = squared_distances(queries, bank, bank_norms).min(dim=1)
+            return (value + (queries * queries).sum(1)).clamp_min(0).sqrt(), index
         chunk = max(1, QUERY_ELEMENTS // len(bank))
         distances, indices = [], []
         for start in range(0, len(queries), chunk):
-            value, index = squared_distances(queries[start : start + chunk], bank).min(dim=1)
-            distances.append(value.clamp_min(0).sqrt())
+            q = queries[start : start + chunk]
+            value, index = squared_distances(q, bank, bank_norms).min(dim=1)
+            distances.append((value + (q * q).sum(1)).clamp_min(0).sqrt())
             indices.append(index)
         return torch.cat(distances), torch.cat(indices)
 
