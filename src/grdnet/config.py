@@ -219,8 +219,11 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
               "synthesis.rotation_degrees": 0.0},
     # PatchCore / PaDiM: one pass over the normal images (no optimiser) on a pretrained backbone at its native
     # 224² (the papers' input size); backbone, layers and the rest in model.extra (see their model modules).
-    "patchcore": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0},
-    "padim": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0},
+    # Their maps come Gaussian-smoothed (σ = 4) from the model, so the scoring head's average pool is off (kernel 1).
+    "patchcore": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0,
+                  "scoring.smoothing_kernel": 1},
+    "padim": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0,
+              "scoring.smoothing_kernel": 1},
 }
 """Per-method defaults (dotted keys) that differ from GRD-Net's, e.g. DRAEM's widths and schedule."""
 

@@ -70,7 +70,7 @@ def test_a_fitted_bank_of_any_size_round_trips_and_an_unseen_patch_scores_higher
     fresh.load_state_dict(model.state_dict())
     assert fresh.memory_bank.shape == model.memory_bank.shape
     out = fresh(torch.cat([normal[:1], defect]))
-    assert out["smoothed_map"].shape == (2, 1, 64, 64) and 0 <= float(out["smoothed_map"].min())
-    assert float(out["smoothed_map"].max()) < 1 and float(out["score"][1]) > float(out["score"][0])
+    assert out["anomaly_map"].shape == (2, 1, 64, 64) and 0 <= float(out["anomaly_map"].min())
+    assert float(out["anomaly_map"].max()) < 1 and float(out["score"][1]) > float(out["score"][0])
     hot = out["anomaly_map"][1, 0]
     assert float(hot[20:36, 20:36].mean()) > float(hot[48:, 48:].mean())

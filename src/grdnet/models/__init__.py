@@ -19,9 +19,9 @@ from grdnet.models.draem import DRAEM
 from grdnet.models.ganomaly import GANomaly, GanomalyDiscriminator, GanomalyGenerator
 from grdnet.models.grdnet import Discriminator, Generator, GRDNet, Segmenter
 from grdnet.models.kdgan import KDGAN
-from grdnet.models.pyramidal import PyramidalAutoencoder
 from grdnet.models.padim import PaDiM
 from grdnet.models.patchcore import PatchCore
+from grdnet.models.pyramidal import PyramidalAutoencoder
 from grdnet.models.vtadl import VTADL
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@
 - Fit (`PaDiMRecipe`): per position, the mean (d,) and covariance (d, d) + 0.01·I of the training features; the
   model stores the means and the inverse covariances (`precision`).
 - Map: Mahalanobis distance per position, resized bilinearly to the image, Gaussian-smoothed (σ = 4 px), squashed
-  to [0, 1) by d / (d + √channels) (√channels ≈ a normal patch's distance); score = the map's maximum.
+  to [0, 1) by d / (d + √channels) (√channels ≈ a normal patch's distance); score = the map's maximum (taken by the scoring head).
 
 Configuration (`model.extra`): `backbone` ("efficientnet_lite0"), `backbone_weights` (None = the installed
 package's; else a state dict file), `layers`, `channels` (100), `sigma` (4.0).
@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
 from grdnet.models.feature_maps import GaussianBlur, frozen_backbone, method_options, patch_features, squash
-from grdnet.scoring import image_score
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -40,6 +39,8 @@ STRIDES = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 
 class PaDiM(nn.Module):
     """`backbone` (frozen) + `channel_index` (d,) + per-position `mean` (P, d) and `precision` (P, d, d)."""
+
+    map_scored = True
 
     def __init__(self, options: dict[str, Any], image_size: tuple[int, int], seed: int = 0) -> None:
         super().__init__()
@@ -79,16 +80,10 @@ class PaDiM(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """x (B, C, H, W) in [0, 1] → anomaly_map / smoothed_map (B, 1, H, W) in [0, 1), score (B,) = the smoothed
-        map's maximum, mahalanobis (B, 1, h, w) (raw distances on the feature grid)."""
+        """x (B, C, H, W) in [0, 1] → anomaly_map (B, 1, H, W) in [0, 1) (already Gaussian-smoothed: the method's
+        scoring.smoothing_kernel default is 1; the scoring head takes its maximum), mahalanobis (B, 1, h, w)."""
         delta = self.patches(x) - self.mean  # (B, P, d)
         squared = torch.einsum("bpd,pde,bpe->bp", delta, self.precision, delta)
         distance = squared.clamp_min(0).sqrt().reshape(-1, 1, *self.grid)
         upsampled = F.interpolate(distance, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        smoothed = squash(self.blur(upsampled), self.reference)
-        return {
-            "anomaly_map": squash(upsampled, self.reference),
-            "smoothed_map": smoothed,
-            "score": image_score(smoothed),
-            "mahalanobis": distance,
-        }
+        return {"anomaly_map": squash(self.blur(upsampled), self.reference), "mahalanobis": distance}

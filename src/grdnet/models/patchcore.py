@@ -48,6 +48,9 @@ def squared_distances(queries: Tensor, bank: Tensor, bank_norms: Tensor | None =
 class PatchCore(nn.Module):
     """`backbone` (frozen) + `memory_bank` (M, D) + `radius` (); empty bank until fitted."""
 
+    map_scored = False
+    """The image score is the re-weighted largest patch distance, not the map's maximum."""
+
     def __init__(self, options: dict[str, Any], image_size: tuple[int, int]) -> None:
         super().__init__()
         self.options = options
@@ -113,8 +116,8 @@ class PatchCore(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """x (B, C, H, W) in [0, 1] → anomaly_map / smoothed_map (B, 1, H, W) in [0, 1), score (B,) in [0, 1),
-        patch_distance (B, 1, h, w) (raw nearest-neighbour distances)."""
+        """x (B, C, H, W) in [0, 1] → anomaly_map (B, 1, H, W) in [0, 1) (already Gaussian-smoothed: the method's
+        scoring.smoothing_kernel default is 1), score (B,) in [0, 1), patch_distance (B, 1, h, w) (raw distances)."""
         features = self.patches(x)
         batch, dim, h, w = features.shape
         flat = features.permute(0, 2, 3, 1).reshape(batch, h * w, dim)
@@ -124,8 +127,7 @@ class PatchCore(nn.Module):
         patch_map = distances.reshape(batch, 1, h, w)
         upsampled = F.interpolate(patch_map, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return {
-            "anomaly_map": squash(upsampled, self.radius),
-            "smoothed_map": squash(self.blur(upsampled), self.radius),
+            "anomaly_map": squash(self.blur(upsampled), self.radius),
             "score": squash(score, self.radius),
             "patch_distance": patch_map,
         }
