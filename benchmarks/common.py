@@ -39,6 +39,8 @@ QUICK_MODELS: dict[str, dict[str, Any]] = {
     "kdgan": {"base_width": 4, "max_width": 8, "latent_dim": 16, "extra": {"search_steps": 2}},
     "capsnet": {"base_width": 4, "max_width": 8, "extra": {"capsule_types": 4}},
     "piade": {"base_width": 4, "max_width": 8, "latent_channels": 8},
+    "patchcore": {},
+    "padim": {"extra": {"channels": 16}},
 }
 """Toy model widths for `--quick` (64 px)."""
 

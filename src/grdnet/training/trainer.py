@@ -30,7 +30,7 @@ from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
 from grdnet.tiling import random_tile_crops
 from grdnet.training.distributed import DistributedContext
-from grdnet.training.recipes import StepContext, build_recipe
+from grdnet.training.recipes import RECIPES, StepContext, build_recipe
 from grdnet.training.validation import Validator
 
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir")}
@@ -238,6 +238,8 @@ class Trainer:
         order = torch.randperm(n, generator=make_generator(torch.device("cpu"), self.cfg.train.seed, epoch, 1))
         shard = order[self.dist.rank :: self.dist.world_size][: n // self.dist.world_size]
         size = self.cfg.train.batch_size
+        if RECIPES[self.cfg.model.name].single_pass:  # the recipe's class: it is built after the first call
+            return list(shard.split(size))
         count = max(1, len(shard) // size) if len(shard) >= size else 1
         return [shard[i * size : (i + 1) * size] for i in range(count)]
 
@@ -332,6 +334,9 @@ class Trainer:
                     else:
                         progress.update(task, completed=step + 1)
                     if self.interrupt.requested and step + 1 < len(batches):
+                        if self.recipe.single_pass:
+                            self.console.print("[yellow]interrupted: the one-pass fit was not finished; nothing saved")
+                            raise KeyboardInterrupt
                         if self.dist.is_main:
                             partial = self._merge_sums(sums, device_sums)
                             save_checkpoint(self._state(epoch, step + 1, generator, partial), last_path)
@@ -340,6 +345,7 @@ class Trainer:
                             f"`grdnet train --resume --output {self.run_dir}`"
                         )
                         raise KeyboardInterrupt
+                self.recipe.end_epoch()
                 totals = self._merge_sums(sums, device_sums)
                 sums = {}
                 steps = len(batches)

@@ -41,6 +41,9 @@ class Recipe:
     class_balanced = False
     """True: the method needs known defect images and gets one per normal image in every batch (drawn with
     replacement); False: up to `batch_size` known defect images per batch, when there are any."""
+    single_pass = False
+    """True for "fit once" methods: every training image is seen once per epoch (no dropped last batch), and an
+    interrupted epoch is not saved (its partial statistics would be lost; the pass is rerun)."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
         self.model = model
@@ -73,6 +76,9 @@ class Recipe:
             optimizer, mode="min", factor=train.plateau_factor, patience=train.plateau_patience
         )
 
+    def end_epoch(self) -> None:
+        """Called by the trainer after an epoch's last step, before validation (nothing by default)."""
+
     def monitor(self, epoch_means: dict[str, float]) -> float:
         """Quantity for the reduce-on-plateau schedulers (lower is better)."""
         return epoch_means[self.monitored]
@@ -104,3 +110,31 @@ class SyntheticAnomalyRecipe(Recipe):
         clean, roi = random_rotate(batch["image"], batch["roi"], self.cfg.synthesis.rotation_degrees, generator)
         corrupted, mask, label = self.synthesizer(clean, generator)
         return {"clean": clean, "roi": roi, "corrupted": corrupted, "mask": mask, "label": label}
+
+
+class FeatureFitRecipe(Recipe):
+    """A "fit once" method (PatchCore, PaDiM): no optimiser; each step folds a batch of normal images into
+    statistics (`collect`), and `end_epoch` turns them into the model's state. The trainer then runs one pass
+    over every training image (`single_pass`) and calls `end_epoch` before validating.
+
+    The backbone's pretrained weights are loaded here, from `model.extra.backbone_weights` (None = the installed
+    EfficientNet-Lite0 package's), so a checkpoint carries them and inference needs neither.
+    """
+
+    single_pass = True
+
+    def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
+        super().__init__(model, cfg, context)
+        model.backbone.load_weights(cfg.model.extra.get("backbone_weights"))
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {}
+
+    def training_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            self.collect(batch["image"])
+        return {}
+
+    def collect(self, images: torch.Tensor) -> None:
+        """Fold images (B, C, H, W) in [0, 1] into the statistics."""
+        raise NotImplementedError
