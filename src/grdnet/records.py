@@ -1,4 +1,5 @@
-"""Inspection records: one row per inspected image in a SQL table `inspections` (SQLite by default).
+"""Inspection records: one row per inspected image in a SQL table `inspections` (SQLite by default), and an
+`audit` table of who changed what and when (e.g. a threshold saved from the review page).
 
 Each `InspectionLog.add` call is one transaction, so a crash never leaves a half-written record and never
 loses a committed one (SQLite runs in WAL mode with `synchronous=FULL`). SQLAlchemy is imported only when
@@ -88,6 +89,14 @@ class InspectionLog:
             sa.Column("threshold", sa.Float, nullable=True),
             sa.Column("regions", sa.JSON, nullable=False),
         )
+        self.audit = sa.Table(
+            "audit", metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("time", sa.DateTime, nullable=False),
+            sa.Column("actor", sa.Text, nullable=False),
+            sa.Column("action", sa.String(64), nullable=False),
+            sa.Column("detail", sa.JSON, nullable=False),
+        )
         try:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as error:
@@ -107,13 +116,8 @@ class InspectionLog:
                 ids.append(record.id)
         return ids
 
-    def query(self, since: datetime | str | None = None, until: datetime | str | None = None,
-              decision: str | None = None, model: str | None = None, limit: int | None = None) -> list[InspectionRecord]:
-        """Records in time order, filtered by time range [since, until], decision and model; `limit` keeps the newest N."""
-        import sqlalchemy as sa
-
+    def _filtered(self, statement, since=None, until=None, decision=None, model=None, min_score=None, max_score=None):
         t = self.table
-        statement = sa.select(t)
         if since is not None:
             statement = statement.where(t.c.time >= _utc(since))
         if until is not None:
@@ -122,29 +126,83 @@ class InspectionLog:
             statement = statement.where(t.c.decision == decision)
         if model is not None:
             statement = statement.where(t.c.model == model)
+        if min_score is not None:
+            statement = statement.where(t.c.score >= min_score)
+        if max_score is not None:
+            statement = statement.where(t.c.score <= max_score)
+        return statement
+
+    def _records(self, statement) -> list[InspectionRecord]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+        return [InspectionRecord(**{**row, "time": row["time"].replace(tzinfo=timezone.utc),
+                                    "threshold": float("nan") if row["threshold"] is None else row["threshold"]})
+                for row in rows]
+
+    def query(self, since: datetime | str | None = None, until: datetime | str | None = None,
+              decision: str | None = None, model: str | None = None, limit: int | None = None,
+              min_score: float | None = None, max_score: float | None = None) -> list[InspectionRecord]:
+        """Records in time order, filtered by time range [since, until], decision, model and score range
+        [min_score, max_score]; `limit` keeps the newest N."""
+        import sqlalchemy as sa
+
+        t = self.table
+        statement = self._filtered(sa.select(t), since, until, decision, model, min_score, max_score)
         statement = statement.order_by(t.c.time.desc(), t.c.id.desc())
         if limit is not None:
             statement = statement.limit(limit)
+        return self._records(statement)[::-1]
+
+    def page(self, offset: int = 0, limit: int = 25, **filters: Any) -> tuple[int, list[InspectionRecord]]:
+        """(how many records match `filters` (as for `query`), the `limit` of them after the `offset` newest)."""
+        import sqlalchemy as sa
+
+        t = self.table
+        counted = self._filtered(sa.select(sa.func.count()).select_from(t), **filters)
         with self.engine.connect() as connection:
-            rows = connection.execute(statement).mappings().all()
-        records = [InspectionRecord(**{**row, "time": row["time"].replace(tzinfo=timezone.utc),
-                                       "threshold": float("nan") if row["threshold"] is None else row["threshold"]})
-                   for row in rows]
-        return records[::-1]
+            total = int(connection.execute(counted).scalar_one())
+        statement = self._filtered(sa.select(t), **filters).order_by(t.c.time.desc(), t.c.id.desc())
+        return total, self._records(statement.offset(offset).limit(limit))
+
+    def get(self, record_id: int) -> InspectionRecord | None:
+        """The record with this id, or None."""
+        import sqlalchemy as sa
+
+        found = self._records(sa.select(self.table).where(self.table.c.id == record_id))
+        return found[0] if found else None
+
+    def add_audit(self, actor: str, action: str, detail: dict[str, Any]) -> int:
+        """Record that `actor` did `action` (now, UTC) with JSON-safe `detail`; returns the entry's id."""
+        with self.engine.begin() as connection:
+            row = {"time": _utc(datetime.now(timezone.utc)), "actor": actor, "action": action, "detail": detail}
+            return connection.execute(self.audit.insert().values(**row)).inserted_primary_key[0]
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        """Every audit entry, oldest first: {id, time (UTC ISO string), actor, action, detail}."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(self.audit).order_by(self.audit.c.id)).mappings().all()
+        return [{**row, "time": row["time"].replace(tzinfo=timezone.utc).isoformat()} for row in rows]
 
     def export_csv(self, path: Path | str, **filters: Any) -> int:
         """Write the records matching `filters` (as for `query`) to a CSV file; returns the row count."""
         records = self.query(**filters)
         with Path(path).open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_FIELDS)
-            for r in records:
-                writer.writerow([r.id, r.time.isoformat(), r.image_sha256, r.image_path or "", r.model, r.checkpoint_sha256,
-                                 f"{r.score:.6f}", r.decision, f"{r.threshold:.6f}", json.dumps(r.regions)])
+            write_csv(records, handle)
         return len(records)
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def write_csv(records: Iterable[InspectionRecord], handle: Any) -> None:
+    """Write `records` as CSV (header `CSV_FIELDS`; regions as JSON) to an open text handle."""
+    writer = csv.writer(handle)
+    writer.writerow(CSV_FIELDS)
+    for r in records:
+        writer.writerow([r.id, r.time.isoformat(), r.image_sha256, r.image_path or "", r.model, r.checkpoint_sha256,
+                         f"{r.score:.6f}", r.decision, f"{r.threshold:.6f}", json.dumps(r.regions)])
 
 
 def _sqlite_pragmas(connection, _record) -> None:

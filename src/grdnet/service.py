@@ -4,7 +4,8 @@
 {score, decision, threshold, regions, model, checkpoint_sha256, image_sha256, latency_ms} (+ `heatmap_png`,
 base64, with `?heatmap=true`). Requests that arrive together run as one model batch. `GET /health` and
 `GET /metrics` (JSON, or Prometheus text with `?format=prometheus`) report state. Bad input gets a 4xx with
-a one-line `{"detail": ...}`; the service keeps serving. FastAPI and torch are imported only when serving.
+a one-line `{"detail": ...}`; the service keeps serving. The review page at `/` and its `/api/...` routes
+come from `grdnet.review`. FastAPI and torch are imported only when serving.
 """
 
 import asyncio
@@ -324,6 +325,9 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
                   if v is not None]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
+    from grdnet.review import add_review_routes
+
+    add_review_routes(app, predictor, log, InputError)
     app.state.batcher = batcher
     app.state.stats = stats
     return app
