@@ -103,3 +103,18 @@ def test_fit_resize_zeroes_maps_on_the_padding_and_scores_the_image_only(trained
     from_file = fit.predict(*fit.load_files([tmp_path / "wide.png"]))
     np.testing.assert_allclose(from_file.smoothed_map, pred.smoothed_map, atol=1e-6)
     np.testing.assert_allclose(from_file.score, pred.score, atol=1e-6)
+
+
+def test_progress_bars_of_predict_folder_and_evaluation_on_a_terminal(trained, builtin_category, tmp_path, monkeypatch, capsys):
+    from grdnet.data import index_dataset
+    from grdnet.evaluation import evaluate_samples
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    predictor.predict_folder(builtin_category / "test", tmp_path / "quiet", batch_size=16)
+    assert "predicting" not in capsys.readouterr().err
+    predictor.predict_folder(builtin_category / "test", tmp_path / "out", batch_size=16, show_progress=True)
+    assert "predicting" in capsys.readouterr().err
+    evaluate_samples(predictor, index_dataset(predictor.cfg.data).test[:8], use_rois=True, batch_size=4, show_progress=True)
+    assert "testing" in capsys.readouterr().err

@@ -131,10 +131,12 @@ def main() -> None:
               help="Defaults for the settings you leave unset: cpu (native-resolution tiles, narrow nets, 30-minute "
               "budget), gpu (wider, 128² tiles, 2 hours), paper (the GRD-Net paper's 256², 200 epochs); auto picks "
               "gpu when CUDA is available, else cpu.")
+@click.option("--logger", type=click.Choice(["auto", "tensorboard", "mlflow", "none"]),
+              help="Training logs: TensorBoard (RUN/tensorboard), MLflow (./mlruns) or none; auto = TensorBoard when installed.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels, roi,
           test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes, contamination, known_defects,
-          texture, texture_dir, backbone, backbone_weights, output, resume, sets, profile, quiet) -> None:
+          texture, texture_dir, backbone, backbone_weights, output, resume, sets, profile, logger, quiet) -> None:
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
@@ -147,7 +149,7 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
         "train.precision": precision, "train.compile": compile_, "train.max_minutes": max_minutes,
         "data.contamination": contamination, "data.known_defects": known_defects and str(known_defects),
         "synthesis.texture": texture, "synthesis.texture_dir": texture_dir and str(texture_dir),
-        "train.output_dir": output and str(output), **parse_sets(sets),
+        "train.output_dir": output and str(output), "train.logger": logger, **parse_sets(sets),
     }
     cfg = cfg.updated(overrides)
     backbone_options = {"backbone": backbone, "backbone_weights": backbone_weights and str(backbone_weights)}
@@ -196,7 +198,8 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
         data_cfg = data_cfg.model_copy(update={"test_roi": None})
     predictor.cfg = predictor.cfg.model_copy(update={"data": data_cfg})
     index = index_dataset(data_cfg, decode_training=False)
-    result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size)
+    result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size,
+                              show_progress=True)
     run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
     out_dir = output or run_dir / "test"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +247,8 @@ def predict(checkpoint, images, output, batch_size, overlays, device, backend, j
         from grdnet.inference import Predictor
 
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays, json_output=json_output)
+    csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays, json_output=json_output,
+                                        show_progress=True)
     console.print(f"scores written to {csv_path}" + (f", overlays in {output / 'overlays'}" if overlays else ""))
     if record_url:
         from grdnet.records import record_predictions

@@ -179,6 +179,11 @@ class TrainConfig(_Section):
     output_dir: Path = Path("runs/latest")
     max_minutes: float | None = None
     """Stop after this much training wall time (checked between epochs)."""
+    logger: Literal["auto", "tensorboard", "mlflow", "none"] = "auto"
+    """Training logs: TensorBoard event files in RUN/tensorboard, an MLflow run (local mlruns/), or none;
+    'auto' = TensorBoard when the tensorboard package is installed (pip install 'grdnet[tracking]')."""
+    log_images_every: int = Field(5, ge=0)
+    """Log a strip of validation images with their heatmaps every N validations (0 = never)."""
 
 
 class ScoringConfig(_Section):

@@ -26,20 +26,25 @@ class Evaluation:
 
 
 def evaluate_samples(predictor: Predictor, samples: list[Sample], use_rois: bool, batch_size: int = 32,
-                     num_workers: int = 0) -> Evaluation:
+                     num_workers: int = 0, show_progress: bool = False) -> Evaluation:
     """Predict every test sample and evaluate with the predictor's (validation-calibrated) threshold.
 
     With `use_rois`, images are scored inside their ROI (`grdnet.scoring.ScoringHead`), an image counts as
     defective only when its defect touches the ROI, and pixel metrics are computed inside the ROI; without,
     "fit" padding is still left out of scores and pixel metrics. Defect images without a mask (image-level
-    labels) count in the image metrics only (`metrics["pixel_note"]` says so).
+    labels) count in the image metrics only (`metrics["pixel_note"]` says so). `show_progress` draws a
+    progress bar on a terminal's stderr.
     """
     cfg = predictor.cfg
     dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     images, scores, maps, masks, rois, valids = [], [], [], [], [], []
     extra: dict[str, list[np.ndarray]] = {}
-    for batch in loader:
+    from rich.console import Console  # lazy: rich only when testing
+    from rich.progress import track
+
+    for batch in track(loader, description="testing", total=len(loader), transient=True, console=Console(stderr=True),
+                       disable=not show_progress):
         valid = batch["valid"][:, 0].numpy()
         pred = predictor.predict(batch["image"], valid, batch["roi"][:, 0].numpy() if use_rois else None)
         scores.append(pred.score)

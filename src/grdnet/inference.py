@@ -19,7 +19,14 @@ from grdnet.config import RunConfig
 from grdnet.data import read_image_with_valid
 from grdnet.models import build_model
 from grdnet.pixels import array_pixels, chw_pixels, prepare_pixels
-from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
+from grdnet.predictions_io import (
+    Prediction,
+    build_prediction,
+    inspected_region,
+    list_images,
+    with_progress,
+    write_predictions,
+)
 from grdnet.runtime import autocast, resolve_device, uses_bf16
 from grdnet.tiling import wrap_for_inference
 
@@ -116,11 +123,13 @@ class Predictor:
                 yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
-                       json_output: bool = False) -> Path:
+                       json_output: bool = False, show_progress: bool = False) -> Path:
         """Predict every image under `folder` (recursively); write `scores.csv` (+ `overlays/*.png`,
-        + `predictions.json`), see `grdnet.predictions_io.write_predictions`. Returns the CSV path."""
+        + `predictions.json`), see `grdnet.predictions_io.write_predictions`. Returns the CSV path.
+        `show_progress` draws a progress bar (batches) on a terminal's stderr."""
         paths = list_images(folder)
-        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays, json_output)
+        batches = with_progress(self.predict_files(paths, batch_size), -(-len(paths) // batch_size), show_progress)
+        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output)
 
 
 def _is_batch(array: np.ndarray) -> bool:

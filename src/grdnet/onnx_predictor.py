@@ -17,7 +17,14 @@ import numpy as np
 from grdnet.errors import CheckpointError, DataError
 from grdnet.extras import require
 from grdnet.pixels import array_pixels, chw_pixels, decode_pixels, prepare_pixels
-from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
+from grdnet.predictions_io import (
+    Prediction,
+    build_prediction,
+    inspected_region,
+    list_images,
+    with_progress,
+    write_predictions,
+)
 
 FORMAT = "grdnet-onnx-v2"
 """v2: the graph takes `region` beside `image` and scores inside it (v1 graphs scored the whole image)."""
@@ -98,8 +105,9 @@ class OnnxPredictor:
             yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
-                       json_output: bool = False) -> Path:
+                       json_output: bool = False, show_progress: bool = False) -> Path:
         """Same outputs as `Predictor.predict_folder` (`scores.csv`, overlays, `predictions.json`); returns the CSV path."""
         paths = list_images(folder)
-        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays, json_output)
+        batches = with_progress(self.predict_files(paths, batch_size), -(-len(paths) // batch_size), show_progress)
+        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output)
 

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -21,6 +21,7 @@ from grdnet.pixels import IMAGE_EXTENSIONS
 from grdnet.visualize import overlay
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+T = TypeVar("T")
 
 
 @dataclass
@@ -113,6 +114,16 @@ def list_images(folder: Path) -> list[Path]:
     if not paths:
         raise DataError(f"{folder}: contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point to a folder of images")
     return paths
+
+
+def with_progress(batches: Iterable[T], count: int, show: bool) -> Iterable[T]:
+    """`batches` unchanged, drawing a progress bar of `count` steps on a terminal's stderr when `show`."""
+    if not show:
+        return batches
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(batches, description="predicting", total=count, transient=True, console=Console(stderr=True))
 
 
 def write_predictions(batches: Iterable[tuple[Sequence[Path], np.ndarray, Prediction]], folder: Path,

@@ -30,10 +30,12 @@ from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
 from grdnet.tiling import random_tile_crops
 from grdnet.training.distributed import DistributedContext
+from grdnet.training.loggers import EpochLogger, open_logger
 from grdnet.training.recipes import RECIPES, StepContext, build_recipe
 from grdnet.training.validation import Validator
 
-RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir")}
+RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir"), ("train", "logger"),
+                     ("train", "log_images_every")}
 
 FINITE_CHECK_EVERY = 5
 """Steps between checks that the running loss means are finite. The check runs with or without a progress
@@ -92,7 +94,8 @@ class Trainer:
     """Trains `cfg.model.name` on `cfg.data`, writing into `cfg.train.output_dir`.
 
     Files: `config.yaml` (resolved), `run.json` (seed, versions, data split), `last.pt` (resume state,
-    every epoch), `best.pt` (best validation epoch, with its threshold), `log.jsonl` (one line per epoch).
+    every epoch), `best.pt` (best validation epoch, with its threshold), `log.jsonl` (one line per epoch),
+    and the `train.logger`'s logs (`grdnet.training.loggers`, e.g. `tensorboard/`).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Trainer:
         self.console = Console(stderr=True, quiet=not (show_progress and self.dist.is_main))
         self.show_progress = show_progress and self.dist.is_main
         self.step_callback = step_callback
+        self.epoch_logger: EpochLogger | None = None
         self.interrupt = GracefulInterrupt()
         self.device = self.dist.device_for(resolve_device(cfg.train.device))
         self.bf16 = uses_bf16(cfg.train.precision, self.device)
@@ -289,6 +293,8 @@ class Trainer:
             with self.interrupt:
                 return self._fit()
         finally:
+            if self.epoch_logger is not None:
+                self.epoch_logger.close()
             self.dist.stop()
 
     def _fit(self) -> TrainResult:
@@ -303,6 +309,7 @@ class Trainer:
             self.console.log(f"resuming {self.run_dir} at epoch {start_epoch + 1}, step {start_step}")
         if self.dist.is_main:
             self._write_run_files()
+            self.epoch_logger = open_logger(cfg, self.run_dir)
         last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
         started = time.perf_counter()
         stopped = "completed"
@@ -461,6 +468,8 @@ class Trainer:
             {k: v for k, v in record.items() if k.startswith(("loss_", "val_score"))}
         ) + f" {record['images_per_s']} img/s; {eta}"
         self.console.log(line)
+        if self.epoch_logger is not None:
+            self.epoch_logger.epoch_end(record, self.model, self.validator)
         from grdnet.reports.plots import plot_training_curves  # lazy: matplotlib only once training runs
 
         plot_training_curves(self.history, self.run_dir / "training_curves.png")
