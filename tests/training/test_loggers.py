@@ -41,3 +41,19 @@ def test_none_writes_no_logs_and_a_missing_tool_is_one_line(make_config):
             open_logger(cfg.updated({"train.logger": "mlflow"}), cfg.train.output_dir)
     run = Trainer(cfg, show_progress=False).fit().run_dir
     assert not (run / "tensorboard").exists()
+
+
+def test_mlflow_run_in_local_mlruns_has_the_metrics(make_config, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = make_config(epochs=1, logger="mlflow", log_images_every=1)
+    run = Trainer(cfg, show_progress=False).fit().run_dir
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("grdnet").experiment_id])
+    assert found.data.metrics["loss.con"] == pytest.approx(log[-1]["loss_con"])
+    assert found.data.params["model.name"] == "grdnet"
+    assert [a.path for a in client.list_artifacts(found.info.run_id)] == ["validation_heatmaps"]

@@ -107,7 +107,9 @@ class TensorBoardLogger(EpochLogger):
 
 
 class MlflowLogger(EpochLogger):
-    """One MLflow run (experiment "grdnet") with the resolved config as parameters; heatmap strips as artifacts."""
+    """One MLflow run (experiment "grdnet") with the resolved config as parameters; heatmap strips as artifacts.
+
+    Without MLFLOW_TRACKING_URI it writes to ./mlruns (MLflow's file store; view with `mlflow ui`)."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
         super().__init__(cfg)
@@ -116,7 +118,8 @@ class MlflowLogger(EpochLogger):
         import mlflow
 
         self.mlflow = mlflow
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
+        if not os.environ.get("MLFLOW_TRACKING_URI"):  # a local folder, as MLflow's own default used to be
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow ≥ 3.x asks for this opt-in
             mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
         mlflow.set_experiment("grdnet")
         mlflow.start_run(run_name=Path(run_dir).name)
