@@ -145,6 +145,6 @@ def open_logger(cfg: RunConfig, run_dir: Path) -> EpochLogger | None:
     if kind == "none":
         return None
     if not installed[kind]:
-        raise ConfigError(f"train.logger: {kind} is not installed; install it with: pip install 'grdnet[tracking]' "
-                          f"(or pip install {kind}), or use --logger none")
+        package = "'grdnet[tracking]'" if kind == "tensorboard" else "mlflow-skinny"
+        raise ConfigError(f"train.logger: {kind} is not installed; install it with: pip install {package}, or use --logger none")
     return TensorBoardLogger(cfg, run_dir) if kind == "tensorboard" else MlflowLogger(cfg, run_dir)
