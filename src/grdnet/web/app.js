@@ -162,15 +162,26 @@ async function loadHistory() {
 async function openRecord(id) {
   const response = await fetch(`/api/records/${id}`);
   const detail = $("#record-detail");
-  detail.innerHTML = `<h3></h3><pre></pre>`;
+  detail.innerHTML = `<h3></h3><table class="fields"></table>`;
   if (!response.ok) {
-    detail.querySelector("h3").textContent = `record ${id}`;
-    detail.querySelector("pre").textContent = await detailOf(response);
+    detail.querySelector("h3").innerHTML = `<span class="error"></span>`;
+    detail.querySelector(".error").textContent = await detailOf(response);
     return;
   }
   const record = await response.json();
   detail.querySelector("h3").textContent = `record ${record.id}: ${record.decision}, score ${fixed(record.score)}`;
-  detail.querySelector("pre").textContent = JSON.stringify(record, null, 2);
+  const regions = record.regions.map((r) => `[${r.bbox.join(", ")}] area ${r.area} peak ${fixed(r.peak)}`);
+  const fields = [["time (UTC)", record.time], ["decision", record.decision], ["score", String(record.score)],
+                  ["threshold", String(record.threshold)], ["model", record.model], ["image", record.image_path || "—"],
+                  ["image SHA-256", record.image_sha256], ["checkpoint SHA-256", record.checkpoint_sha256],
+                  ["regions (x0, y0, x1, y1 at the model's resolution)", regions.join("\n") || "none"]];
+  for (const [name, value] of fields) {
+    const line = document.createElement("tr");
+    line.innerHTML = "<th></th><td></td>";
+    line.querySelector("th").textContent = name;
+    line.querySelector("td").textContent = value;
+    detail.querySelector("table").appendChild(line);
+  }
 }
 
 $("#history-filters").addEventListener("submit", (event) => { event.preventDefault(); historyPage = 1; loadHistory(); });
