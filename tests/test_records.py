@@ -44,6 +44,21 @@ def test_filters(log):
     assert [r.score for r in log.query(limit=2)] == [0.8, 0.9]  # the newest
 
 
+def test_score_range_pages_and_lookup(log):
+    assert [r.score for r in log.query(min_score=0.25, max_score=0.55)] == [0.3, 0.4, 0.5]
+    total, newest = log.page(offset=0, limit=3, decision="ok")
+    assert total == 6 and [r.score for r in newest] == [0.8, 0.7, 0.5]  # newest first
+    assert [r.score for r in log.page(offset=3, limit=3, decision="ok")[1]] == [0.4, 0.2, 0.1]
+    assert log.get(newest[0].id).image_path == "/images/8.png" and log.get(12345) is None
+
+
+def test_audit_entries_keep_who_what_when(log):
+    log.add_audit("inspector A", "threshold", {"from": 0.5, "to": 0.4})
+    (entry,) = log.audit_entries()
+    assert entry["actor"] == "inspector A" and entry["action"] == "threshold" and entry["detail"] == {"from": 0.5, "to": 0.4}
+    assert abs(datetime.fromisoformat(entry["time"]) - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+
 def test_export_csv(log, tmp_path):
     assert log.export_csv(tmp_path / "out.csv", decision="ok") == 6
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
