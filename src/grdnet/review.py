@@ -18,18 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from grdnet.records import InspectionLog, InspectionRecord, sha256_file, write_csv
+from grdnet.checkpoint import checkpoint_file, sha256_file
+from grdnet.records import InspectionLog, InspectionRecord, write_csv
 
 WEB_DIR = Path(__file__).parent / "web"
 NO_LOG = "this service keeps no inspection record; start it with --record sqlite:///inspections.db"
-
-
-def checkpoint_file(path: Path | str) -> Path:
-    """The checkpoint file a path names: the file itself, or a run folder's best.pt (else last.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        return next((p for p in (path / "best.pt", path / "last.pt") if p.is_file()), path / "best.pt")
-    return path
 
 
 def load_test_result(checkpoint: Path | str) -> tuple[Path, list[float], list[int]]:
@@ -63,7 +56,7 @@ def save_threshold_copy(checkpoint: Path | str, threshold: float, user: str, now
     """Write CHECKPOINT's copy `<stem>.threshold-<UTC time>.pt` (beside it, never over an existing file) with
     `threshold` and an `audit` entry {action, by, at, from, to, source, source_sha256}; returns the entry
     plus `checkpoint` (the copy's path)."""
-    from grdnet.training.checkpoint import load_checkpoint, save_checkpoint
+    from grdnet.checkpoint import load_checkpoint, save_checkpoint
 
     source = checkpoint_file(checkpoint)
     state = load_checkpoint(source)

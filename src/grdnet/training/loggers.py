@@ -51,8 +51,8 @@ def heatmap_strip(model: torch.nn.Module, validator: Validator, cfg: RunConfig, 
 
     images = validator.corrupted[:count]
     inference = wrap_for_inference(model, cfg).to(validator.device)
-    maps = predict_batches(inference, images, validator.device, validator.bf16, count)["smoothed_map"][:, 0].numpy()
-    maps = maps * validator.valid[:count]
+    regions = validator.regions[:count]
+    maps = predict_batches(inference, images, regions, validator.device, validator.bf16, count)["smoothed_map"][:, 0].numpy()
     top = np.concatenate([to_rgb_uint8(image.numpy()) for image in images], axis=1)
     bottom = np.concatenate([overlay(image.numpy(), heat) for image, heat in zip(images, maps)], axis=1)
     return np.concatenate([top, bottom], axis=0)
