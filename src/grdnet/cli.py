@@ -121,6 +121,7 @@ def main() -> None:
 @click.option("--texture-dir", type=click.Path(path_type=Path), help="Texture folder (e.g. DTD) for --texture folder.")
 @click.option("--output", type=click.Path(path_type=Path), help="Run folder for checkpoints and logs.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --output (its checkpoints and logs are deleted).")
 @click.option("--set", "sets", multiple=True, help="Any setting as section.key=value, e.g. --set loss.roi_on=target.")
 @click.option("--profile", type=click.Choice(["auto", "cpu", "gpu", "paper"]), default="auto", show_default=True,
               help="Defaults for the settings you leave unset: cpu (native-resolution tiles, narrow nets, 30-minute "
@@ -129,7 +130,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels, roi,
           test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes, contamination, known_defects,
-          texture, texture_dir, output, resume, sets, profile, quiet) -> None:
+          texture, texture_dir, output, resume, overwrite, sets, profile, quiet) -> None:
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
@@ -154,7 +155,7 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
         cfg, summary = resolve_profile(cfg, profile, user_keys)
         if not quiet:
             console.print(summary)
-    result = Trainer(cfg, resume=resume, show_progress=not quiet).fit()
+    result = Trainer(cfg, resume=resume, overwrite=overwrite, show_progress=not quiet).fit()
     console.print(
         f"trained {result.epochs_done} epochs ({result.stopped}); best: {result.best_checkpoint}, "
         f"threshold {result.threshold:.4f}"

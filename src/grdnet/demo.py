@@ -49,7 +49,7 @@ def run_demo(output: Path, epochs: int | None = None, device: str = "auto", seed
     cfg = demo_config(category_dir, output, seed=seed, device=device)
     if epochs is not None:
         cfg = cfg.updated({"train.epochs": epochs})
-    result = Trainer(cfg, show_progress=show_progress).fit()
+    result = Trainer(cfg, show_progress=show_progress, overwrite=True).fit()  # a demo re-run replaces its run
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device=device)
     evaluation = evaluate_samples(predictor, index_dataset(cfg.data, decode_training=False).test, use_rois=True)
     save_json(evaluation.metrics, result.run_dir / "test" / "metrics.json")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 import grdnet
-from grdnet.checkpoint import checkpoint_file, load_checkpoint, sha256_file
+from grdnet.checkpoint import checkpoint_file, load_checkpoint, model_from_checkpoint, sha256_file
 from grdnet.errors import ConfigError, GrdnetError
 from grdnet.extras import require
 
@@ -53,21 +53,17 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     """
     import torch
 
-    from grdnet.config import RunConfig
-    from grdnet.models import build_model
     from grdnet.onnx_predictor import FORMAT
     from grdnet.tiling import wrap_for_inference
 
     source = checkpoint_file(checkpoint)
     state = load_checkpoint(source)
-    cfg = RunConfig.from_dict(state["config"], source=f"{source} (stored config)")
+    cfg, trained = model_from_checkpoint(state, source)
     if dynamic_size and cfg.data.tile_size is not None:
         raise ConfigError(
             f"--dynamic-size: {source} was trained on tiles (data.tile_size), which are laid out for "
             f"{cfg.data.image_size[0]}x{cfg.data.image_size[1]} images only; export without --dynamic-size"
         )
-    trained = build_model(cfg)
-    trained.load_state_dict(state["model"])
     model = wrap_for_inference(trained, cfg).eval()
     size = tuple(cfg.data.image_size)
     example = torch.rand(2, cfg.data.channels, *size, generator=torch.Generator().manual_seed(0))

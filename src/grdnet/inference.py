@@ -14,10 +14,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from grdnet.checkpoint import load_checkpoint
+from grdnet.checkpoint import load_checkpoint, model_from_checkpoint
 from grdnet.config import RunConfig
 from grdnet.data import read_image_with_valid
-from grdnet.models import build_model
 from grdnet.pixels import array_pixels, chw_pixels, prepare_pixels
 from grdnet.predictions_io import Prediction, build_prediction, inspected_region, list_images, write_predictions
 from grdnet.runtime import autocast, resolve_device, uses_bf16
@@ -40,9 +39,7 @@ class Predictor:
     def from_checkpoint(cls, path: Path | str, device: str = "auto", precision: str = "auto") -> "Predictor":
         """Build from a checkpoint file or a run folder (uses its best.pt)."""
         state = load_checkpoint(Path(path))
-        cfg = RunConfig.from_dict(state["config"], source=f"{path} (stored config)")
-        model = build_model(cfg)
-        model.load_state_dict(state["model"])
+        cfg, model = model_from_checkpoint(state, Path(path))
         torch_device = resolve_device(device)
         return cls(model, cfg, state.get("threshold", float("nan")), torch_device, uses_bf16(precision, torch_device), str(path))
 
