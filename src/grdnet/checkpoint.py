@@ -69,7 +69,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             Path(tmp_name).unlink(missing_ok=True)
         previous = f"the previous {path.name} is kept unchanged" if kept else f"no {path.name} was written"
         raise CheckpointError(
-            f"{path}: cannot write the checkpoint ({_reason(error)}); {previous}. Free disk space or fix the "
+            f"{path}: cannot write the checkpoint ({error_reason(error)}); {previous}. Free disk space or fix the "
             "folder's permissions, then resume or choose another output folder"
         ) from None
     except BaseException:
@@ -86,14 +86,15 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
     return stale
 
 
-def _reason(error: BaseException) -> str:
+def error_reason(error: BaseException) -> str:
     """A one-line reason for `error`, never torch's advice to retry with `weights_only=False` (it would run code)."""
     if isinstance(error, pickle.UnpicklingError):
         return "it holds Python objects other than tensors and plain data, refused because loading them could run code"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     lines = [line.strip() for line in str(error).splitlines() if line.strip() and "weights_only" not in line]
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    text = " ".join(lines[:2])  # load_state_dict puts the first mismatch on its second line
+    return f"{type(error).__name__}: {text[:300]}" if lines else type(error).__name__
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -110,34 +111,47 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files
         raise CheckpointError(
-            f"{path}: cannot be read as a grdnet checkpoint ({_reason(error)}); "
+            f"{path}: cannot be read as a grdnet checkpoint ({error_reason(error)}); "
             "it may be truncated or not a checkpoint — use another file or retrain"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a grdnet checkpoint (format {state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
-    for key in ("config", "model"):
-        if not isinstance(state.get(key), dict):
-            raise CheckpointError(f"{path}: checkpoint has no '{key}' section; it was edited or cut short — use the file grdnet train wrote")
     return state
+
+
+def _section(state: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    if not isinstance(state.get(key), dict):
+        raise CheckpointError(f"{path}: checkpoint has no '{key}' section; it was edited or cut short — use the file grdnet train wrote")
+    return state[key]
+
+
+def stored_config(state: dict[str, Any], path: Path) -> "RunConfig":
+    """The RunConfig stored in a `load_checkpoint` state; CheckpointError when missing or invalid."""
+    from grdnet.config import RunConfig
+    from grdnet.errors import ConfigError
+
+    try:
+        return RunConfig.from_dict(_section(state, "config", path), source="stored config")
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its stored config is not valid ({str(error).split(';')[0]}); use the file grdnet train wrote") from None
 
 
 def model_from_checkpoint(state: dict[str, Any], path: Path) -> tuple["RunConfig", torch.nn.Module]:
     """(stored RunConfig, model built from it with the stored weights) of a `load_checkpoint` state;
     CheckpointError when the config is invalid or the weights do not fit it (wrong model, changed width)."""
-    from grdnet.config import RunConfig
-    from grdnet.errors import ConfigError
     from grdnet.models import build_model
 
+    cfg = stored_config(state, path)
+    weights = _section(state, "model", path)
     try:
-        cfg = RunConfig.from_dict(state["config"], source="stored config")
         model = build_model(cfg)
-    except (ConfigError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{path}: its stored config is not valid ({str(error).split(';')[0]}); use the file grdnet train wrote") from None
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: its stored config is not valid ({error_reason(error)}); use the file grdnet train wrote") from None
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
         raise CheckpointError(
-            f"{path}: its weights do not match its stored config (model '{cfg.model.name}': {_reason(error)[:300]}); "
+            f"{path}: its weights do not match its stored config (model '{cfg.model.name}': {error_reason(error)}); "
             "the file was edited or mixed from two runs — use the checkpoint grdnet train wrote"
         ) from None
     return cfg, model

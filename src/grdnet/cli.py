@@ -17,6 +17,7 @@ from grdnet.config import RunConfig
 from grdnet.errors import GrdnetError
 
 console = Console()
+SEED = click.IntRange(0, 2**32 - 1)  # what NumPy's seeding accepts
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -107,15 +108,15 @@ def main() -> None:
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 = grayscale, 3 = RGB.")
 @click.option("--roi", type=click.Path(path_type=Path), help="ROI for training images: a folder mirroring image paths, or one mask file.")
 @click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images (evaluation inside the ROI).")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--seed", type=int)
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--seed", type=SEED)
 @click.option("--device", help="auto, cpu, cuda, cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the trained parts.")
-@click.option("--max-minutes", type=float, help="Stop training after this many minutes.")
-@click.option("--contamination", type=float, help="Fraction of defect images mixed into the training set.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop training after this many minutes.")
+@click.option("--contamination", type=click.FloatRange(0, 1, max_open=True), help="Fraction of defect images mixed into the training set.")
 @click.option("--known-defects", type=click.Path(path_type=Path), help="Folder of a few real defect images used in training.")
 @click.option("--texture", type=click.Choice(["random", "folder", "self"]), help="Synthetic-anomaly texture source.")
 @click.option("--texture-dir", type=click.Path(path_type=Path), help="Texture folder (e.g. DTD) for --texture folder.")
@@ -172,16 +173,21 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
 @click.option("--no-roi", is_flag=True, help="Ignore any stored test ROI.")
 @click.option("--output", type=click.Path(path_type=Path), help="Folder for metrics.json and scores.csv (default RUN/test).")
 @click.option("--device", default="auto")
-@click.option("--batch-size", type=int, default=32)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32)
 @click.option("--report", type=click.Path(path_type=Path), help="Also write an HTML report (DIR/report.html, plots, panels).")
 def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, device, batch_size, report) -> None:
     """Evaluate on the test split. Example: grdnet test runs/mtd/best.pt"""
     from grdnet.data import index_dataset
     from grdnet.evaluation import evaluate_samples
+    from grdnet.files import writable_folder
     from grdnet.inference import Predictor
     from grdnet.metrics import save_json
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    out_dir = writable_folder(output or run_dir / "test")  # both checked before the (long) evaluation
+    if report:
+        writable_folder(report, "--report folder")
     data_cfg = predictor.cfg.data.model_copy(
         update={k: v for k, v in {"root": data_root, "category": category, "layout": layout, "test_roi": test_roi}.items() if v is not None}
     )
@@ -190,9 +196,6 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     predictor.cfg = predictor.cfg.model_copy(update={"data": data_cfg})
     index = index_dataset(data_cfg, decode_training=False)
     result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size)
-    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    out_dir = output or run_dir / "test"
-    out_dir.mkdir(parents=True, exist_ok=True)
     save_json(result.metrics, out_dir / "metrics.json")
     _write_records(result.records, out_dir / "scores.csv")
     print_metrics(result.metrics)
@@ -220,7 +223,7 @@ def _write_records(records: list[dict[str, Any]], path: Path) -> None:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("images", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), default=Path("predictions"), show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--overlays/--no-overlays", default=True, show_default=True, help="Write heatmap overlays as PNG.")
 @click.option("--device", default="auto")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
@@ -237,20 +240,28 @@ def predict(checkpoint, images, output, batch_size, overlays, device, backend, j
         from grdnet.inference import Predictor
 
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays, json_output=json_output)
-    console.print(f"scores written to {csv_path}" + (f", overlays in {output / 'overlays'}" if overlays else ""))
-    if record_url:
-        from grdnet.records import record_predictions
+    recorder = None
+    if record_url:  # opened first: a bad URL is found before any image is scored
+        from grdnet.records import PredictionRecorder
 
-        console.print(f"{record_predictions(csv_path, record_url, predictor, checkpoint)} inspections recorded in {record_url}")
+        model_name = predictor.cfg.model.name if hasattr(predictor, "cfg") else predictor.config["model"]["name"]
+        recorder = PredictionRecorder(record_url, model_name, checkpoint)
+    try:
+        csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays, json_output=json_output,
+                                            on_records=recorder)
+    finally:
+        if recorder is not None:
+            recorder.close()
+            console.print(f"{recorder.count} inspections recorded in {record_url}")
+    console.print(f"scores written to {csv_path}" + (f", overlays in {output / 'overlays'}" if overlays else ""))
 
 
 # --------------------------------------------------------------------------- demo
 @main.command()
 @click.option("--output", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
-@click.option("--epochs", type=int, help="Override the demo's number of epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the demo's number of epochs.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
 def demo(output, epochs, device, seed, quiet) -> None:
     """Generate the built-in dataset, train GRD-Net on it, test it and print the metrics."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -113,11 +113,12 @@ class Predictor:
                 yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
-                       json_output: bool = False) -> Path:
+                       json_output: bool = False, on_records: Callable[[list[dict]], None] | None = None) -> Path:
         """Predict every image under `folder` (recursively); write `scores.csv` (+ `overlays/*.png`,
         + `predictions.json`), see `grdnet.predictions_io.write_predictions`. Returns the CSV path."""
-        paths = list_images(folder)
-        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays, json_output)
+        paths = list_images(folder, exclude=output_dir)
+        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays,
+                                 json_output, on_records)
 
 
 def _is_batch(array: np.ndarray) -> bool:

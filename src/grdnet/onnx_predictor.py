@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -95,10 +95,11 @@ class OnnxPredictor:
             yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
-                       json_output: bool = False) -> Path:
+                       json_output: bool = False, on_records: Callable[[list[dict]], None] | None = None) -> Path:
         """Same outputs as `Predictor.predict_folder` (`scores.csv`, overlays, `predictions.json`); returns the CSV path."""
-        paths = list_images(folder)
-        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays, json_output)
+        paths = list_images(folder, exclude=output_dir)
+        return write_predictions(self.predict_files(paths, batch_size), folder, output_dir, self.threshold, overlays,
+                                 json_output, on_records)
 
 
 def _checked_metadata(path: Path, meta: dict[str, str], input_shape: list) -> tuple[dict, float, tuple[int, int], str, int]:

@@ -5,7 +5,7 @@ import signal
 import pytest
 import torch
 
-from grdnet.errors import ConfigError, TrainingError
+from grdnet.errors import ConfigError, DataError, TrainingError
 from grdnet.training import Trainer, load_checkpoint
 from grdnet.training.trainer import FINITE_CHECK_EVERY
 
@@ -188,7 +188,7 @@ def test_a_run_folder_is_never_shared_by_two_runs_and_resume_refuses_a_changed_s
 
 def test_unwritable_output_and_full_disk_are_refused_before_training(make_config, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(ConfigError, match="cannot write the run folder .a file is in the way"):
+    with pytest.raises(DataError, match=r"file/run: cannot write here \(a file is in the way\); choose another --output"):
         Trainer(make_config("file/run"), show_progress=False)
     trainer = Trainer(make_config("tight"), show_progress=False)
     monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": 1000})())

@@ -12,7 +12,6 @@ import json
 import math
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -25,10 +24,11 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from grdnet.checkpoint import load_checkpoint, remove_stale_temp_files, save_checkpoint
+from grdnet.checkpoint import error_reason, load_checkpoint, remove_stale_temp_files, save_checkpoint, stored_config
 from grdnet.config import RunConfig
 from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
+from grdnet.files import writable_folder
 from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
 from grdnet.tiling import random_tile_crops
@@ -128,7 +128,7 @@ class Trainer:
             )
         if resume:
             self.resume_state = load_checkpoint(self.run_dir / "last.pt")
-            cfg = self._check_resumable(RunConfig.from_dict(self.resume_state["config"]), cfg)
+            cfg = self._check_resumable(stored_config(self.resume_state, self.run_dir / "last.pt"), cfg)
         self.cfg = cfg
         self.console = Console(stderr=True, quiet=not (show_progress and self.dist.is_main))
         self.notices = Console(stderr=True, quiet=not self.dist.is_main)  # shown even when quiet: resume hints
@@ -178,13 +178,7 @@ class Trainer:
     def _prepare_run_dir(self, overwrite: bool) -> None:
         """Create the run folder and check it is writable (before any training time is spent); remove temp
         files of a killed checkpoint write, and with `overwrite` the previous run's files."""
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.run_dir):
-                pass
-        except OSError as error:
-            reason = "a file is in the way" if isinstance(error, (FileExistsError, NotADirectoryError)) else error.strerror or error
-            raise ConfigError(f"{self.run_dir}: cannot write the run folder ({reason}); choose another --output") from None
+        writable_folder(self.run_dir)
         for path in remove_stale_temp_files(self.run_dir):
             self.notices.print(f"[yellow]removed {path}, left by an interrupted checkpoint write")
         if overwrite:
@@ -279,7 +273,8 @@ class Trainer:
             for name, sched in self.schedulers.items():
                 sched.load_state_dict(state["schedulers"][name])
         except (KeyError, RuntimeError, ValueError) as error:
-            raise CheckpointError(f"{self.run_dir / 'last.pt'}: does not match this model ({error})") from None
+            raise CheckpointError(f"{self.run_dir / 'last.pt'}: does not match this model ({error_reason(error)}); "
+                                  "start a new run with --overwrite or another --output") from None
         torch.set_rng_state(state["rng"]["torch"])
         self.history = list(state["history"])
         self.threshold = float(state["threshold"])
