@@ -280,3 +280,16 @@ def test_predict_never_reads_its_own_output_folder(untrained, tmp_path):
         assert cli("predict", checkpoint, images, "--output", images / "out", "--device", "cpu").exit_code == 0
     rows = list(csv.DictReader((images / "out" / "scores.csv").open()))
     assert len(rows) == 5 and not any("/out/" in row["path"] for row in rows)
+
+
+def test_test_can_follow_its_own_hint_to_skip_unreadable_images(untrained, builtin_category, tmp_path):
+    import shutil
+
+    checkpoint, _ = untrained
+    data = shutil.copytree(builtin_category, tmp_path / "data")
+    broken = data / "test" / "good" / "000.png"
+    broken.write_bytes(broken.read_bytes()[:100])
+    args = ["test", checkpoint, "--data-root", data, "--device", "cpu", "--output", tmp_path / "out"]
+    one_line_error(cli(*args), "or pass --skip-unreadable (data.skip_unreadable: true)")
+    assert cli(*args, "--skip-unreadable").exit_code == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["num_images"] == len(list((builtin_category / "test").rglob("*.png"))) - 1

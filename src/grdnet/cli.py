@@ -106,6 +106,7 @@ def main() -> None:
 @click.option("--tile-size", help="Train and run the model on SIZE or HEIGHTxWIDTH tiles of the image (multiples of 32).")
 @click.option("--tile-stride", help="Step between inference tiles, SIZE or HEIGHTxWIDTH (default: half the tile).")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 = grayscale, 3 = RGB.")
+@click.option("--skip-unreadable", is_flag=True, help="Skip unreadable image files with a warning instead of stopping.")
 @click.option("--roi", type=click.Path(path_type=Path), help="ROI for training images: a folder mirroring image paths, or one mask file.")
 @click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images (evaluation inside the ROI).")
 @click.option("--epochs", type=click.IntRange(min=1))
@@ -129,9 +130,9 @@ def main() -> None:
               "budget), gpu (wider, 128² tiles, 2 hours), paper (the GRD-Net paper's 256², 200 epochs); auto picks "
               "gpu when CUDA is available, else cpu.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels, roi,
-          test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes, contamination, known_defects,
-          texture, texture_dir, output, resume, overwrite, sets, profile, quiet) -> None:
+def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels,
+          skip_unreadable, roi, test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes,
+          contamination, known_defects, texture, texture_dir, output, resume, overwrite, sets, profile, quiet) -> None:
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
@@ -139,7 +140,8 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
     overrides = {"data.root": data_root and str(data_root), "data.category": category,
         "data.layout": layout, "data.image_size": parse_size(image_size), "data.resize": resize,
         "data.tile_size": parse_size(tile_size), "data.tile_stride": parse_size(tile_stride), "data.channels": channels and int(channels),
-        "data.roi": roi and str(roi), "data.test_roi": test_roi and str(test_roi), "train.epochs": epochs,
+        "data.skip_unreadable": skip_unreadable or None, "data.roi": roi and str(roi),
+        "data.test_roi": test_roi and str(test_roi), "train.epochs": epochs,
         "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed, "train.device": device,
         "train.precision": precision, "train.compile": compile_, "train.max_minutes": max_minutes,
         "data.contamination": contamination, "data.known_defects": known_defects and str(known_defects),
@@ -171,11 +173,12 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
 @click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]))
 @click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images; metrics inside it.")
 @click.option("--no-roi", is_flag=True, help="Ignore any stored test ROI.")
+@click.option("--skip-unreadable", is_flag=True, help="Skip unreadable test images with a warning instead of stopping.")
 @click.option("--output", type=click.Path(path_type=Path), help="Folder for metrics.json and scores.csv (default RUN/test).")
 @click.option("--device", default="auto")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32)
 @click.option("--report", type=click.Path(path_type=Path), help="Also write an HTML report (DIR/report.html, plots, panels).")
-def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, device, batch_size, report) -> None:
+def test(checkpoint, data_root, category, layout, test_roi, no_roi, skip_unreadable, output, device, batch_size, report) -> None:
     """Evaluate on the test split. Example: grdnet test runs/mtd/best.pt"""
     from grdnet.data import index_dataset
     from grdnet.evaluation import evaluate_samples
@@ -189,7 +192,8 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     if report:
         writable_folder(report, "--report folder")
     data_cfg = predictor.cfg.data.model_copy(
-        update={k: v for k, v in {"root": data_root, "category": category, "layout": layout, "test_roi": test_roi}.items() if v is not None}
+        update={k: v for k, v in {"root": data_root, "category": category, "layout": layout, "test_roi": test_roi,
+                                  "skip_unreadable": skip_unreadable or None}.items() if v is not None}
     )
     if no_roi:
         data_cfg = data_cfg.model_copy(update={"test_roi": None})

@@ -216,3 +216,9 @@ def test_failed_checkpoint_write_keeps_the_previous_one_and_says_so(make_config,
     monkeypatch.undo()
     assert load_checkpoint(cfg.train.output_dir / "last.pt")["epoch"] == 1
     assert not list(cfg.train.output_dir.glob(".*.tmp"))
+
+
+def test_a_time_budget_that_cuts_training_says_so_loudly(make_config, capsys):
+    result = Trainer(make_config("budget", epochs=3, max_minutes=1e-6), show_progress=False).fit()
+    assert result.epochs_done == 1 and "time budget" in result.stopped
+    assert "stopped early: 1 of 3 epochs done" in capsys.readouterr().err.replace("\n", " ")

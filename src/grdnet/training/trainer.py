@@ -139,7 +139,7 @@ class Trainer:
         self.bf16 = uses_bf16(cfg.train.precision, self.device)
         self.index = index if index is not None else index_dataset(cfg.data)
         if not self.index.train:
-            raise ConfigError("no normal training images found; check data.root / data.category")
+            raise ConfigError("no normal training images found; check --data-root / --category (data.root / data.category)")
         self.split_digest = {name: _digest(paths) for name, paths in self._split().items()}
         if self.resume_state is not None:
             self._check_same_split(self.resume_state.get("split_digest"))
@@ -458,6 +458,11 @@ class Trainer:
                     raise KeyboardInterrupt
                 if out_of_time and not is_last:
                     stopped = f"time budget of {cfg.train.max_minutes} min reached"
+                    self.notices.print(
+                        f"[bold yellow]stopped early: {epoch} of {cfg.train.epochs} epochs done, the time budget of "
+                        f"{cfg.train.max_minutes} min has no room for another; the checkpoints are those of a shorter training. Continue "
+                        f"with `grdnet train --resume --output {self.run_dir}`"
+                    )
                     break
         self.dist.barrier()
         return TrainResult(
