@@ -269,3 +269,34 @@ def test_serve_on_a_taken_port_is_one_line_before_saying_serving(trained):
 def test_serve_port_out_of_range_is_refused(trained):
     result = CliRunner().invoke(main, ["serve", str(trained[0]), "--port", "70000"])
     assert result.exit_code == 2 and "70000 is not in the range 1<=x<=65535" in result.output
+
+
+def test_shutdown_drains_requests_in_flight():
+    """What SIGTERM does to `grdnet serve` (uvicorn's handler sets should_exit): stop accepting, finish what is in flight."""
+    import urllib.request
+
+    import uvicorn
+
+    from grdnet.service import bind_socket
+
+    predictor = GatedPredictor("model")
+    listening = bind_socket("127.0.0.1", 0)
+    port = listening.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor, "sha", max_wait_ms=1), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]})  # off the main thread: no signal handlers
+    thread.start()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/inspect", data=gray_png(), headers={"content-type": "image/png"})
+    with ThreadPoolExecutor(1) as pool:
+        for _ in range(100):  # wait for the server to start
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        answer = pool.submit(lambda: urllib.request.urlopen(request, timeout=20))
+        assert predictor.entered.wait(10)
+        server.should_exit = True  # the request is inside the model now
+        threading.Event().wait(0.3)
+        predictor.gate.set()
+        response = answer.result(20)
+        assert response.status == 200 and "score" in response.read().decode()
+    thread.join(20)
+    assert not thread.is_alive()
