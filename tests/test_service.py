@@ -144,11 +144,11 @@ class GatedPredictor(Predictor):
             self.gate.wait(10)
         return super().prepare(images)
 
-    def predict(self, images, valid=None):
+    def predict(self, *args, **kwargs):
         if self.hold == "model":
             self.entered.set()
             self.gate.wait(10)
-        return super().predict(images, valid)
+        return super().predict(*args, **kwargs)
 
 
 def gray_png(size: int = 64) -> bytes:
