@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 def train_and_evaluate(cfg) -> dict[str, Any]:
     """Train `cfg` from scratch; epochs done, training seconds and test metrics of the last weights."""
     start = time.perf_counter()
-    result = Trainer(cfg, show_progress=False).fit()
+    result = Trainer(cfg, show_progress=False, overwrite=True).fit()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

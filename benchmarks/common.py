@@ -128,7 +128,7 @@ def staged_training(cfg: RunConfig, budgets: Iterable[int], use_test_rois: bool 
     for epochs in sorted(budgets):
         stage = cfg.updated({"train.epochs": epochs})
         start = time.perf_counter()
-        result = Trainer(stage, resume=resume, show_progress=False).fit()
+        result = Trainer(stage, resume=resume, overwrite=not resume, show_progress=False).fit()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start

@@ -47,7 +47,7 @@ def train_tiny(workdir: Path) -> tuple[Path, Path]:
         "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "device": "cpu", "output_dir": str(workdir / "run")},
         "scoring": {"smoothing_kernel": 7},
     })
-    return Trainer(cfg, show_progress=False).fit().best_checkpoint, category / "test"
+    return Trainer(cfg, show_progress=False, overwrite=True).fit().best_checkpoint, category / "test"
 
 
 def load_images(folder: Path, limit: int = 64) -> list[bytes]:

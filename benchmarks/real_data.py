@@ -105,7 +105,7 @@ def staged_run(cfg: RunConfig, minutes: list[float], samples: list[Sample]) -> l
     for stage, budget in enumerate(sorted(minutes)):
         start = time.perf_counter()
         stage_cfg = cfg.updated({"train.max_minutes": max(budget - done, 1e-3)})
-        result = Trainer(stage_cfg, resume=stage > 0, show_progress=False).fit()
+        result = Trainer(stage_cfg, resume=stage > 0, overwrite=stage == 0, show_progress=False).fit()
         spent += time.perf_counter() - start
         done = budget
         best = max((h for h in result.history if "val_score" in h), key=lambda h: h["val_score"], default={})

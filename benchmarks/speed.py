@@ -69,7 +69,7 @@ def measure(cfg, mode: str, device: torch.device, category: Path, seconds: float
     """Every figure of one model in one mode (a `note` instead when torch.compile fails)."""
     reset_peak(device)
     try:
-        result = Trainer(cfg, show_progress=False).fit()
+        result = Trainer(cfg, show_progress=False, overwrite=True).fit()
     except Exception as error:  # torch.compile failures surface at the first step
         if mode != "compiled":
             raise

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grdnet.checkpoint import load_checkpoint, save_checkpoint
+from grdnet.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from grdnet.errors import CheckpointError
 
 
@@ -29,8 +29,39 @@ class Evil:
 
 def test_pickled_code_is_refused(tmp_path: Path):
     torch.save({"format": "grdnet-checkpoint-v1", "payload": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="evil.pt"):
+    with pytest.raises(CheckpointError, match="evil.pt") as info:
         load_checkpoint(tmp_path / "evil.pt")
+    # never torch's hint that weights_only=False "will likely succeed": that is the one unsafe fix
+    assert "weights_only" not in str(info.value) and "could run code" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_zero_byte_file_is_a_one_line_error(tmp_path: Path):
+    (tmp_path / "zero.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="zero.pt: empty file"):
+        load_checkpoint(tmp_path / "zero.pt")
+
+
+def test_config_that_does_not_fit_the_weights(tmp_path: Path):
+    from grdnet.config import RunConfig
+    from grdnet.models import build_model
+
+    cfg = RunConfig().updated({"data.image_size": [64, 64], "model.base_width": 8, "model.max_width": 16,
+                               "model.latent_channels": 8, "model.segmenter_width": 8})
+    weights = build_model(cfg).state_dict()
+    wider = cfg.updated({"model.base_width": 16})
+    cases = {
+        "no 'config' section": {"model": weights},
+        "no 'model' section": {"config": cfg.to_dict()},
+        "stored config is not valid": {"config": {"model": {"name": "nonsense"}}, "model": weights},
+        "weights do not match its stored config (model 'grdnet'": {"config": wider.to_dict(), "model": weights},
+        "weights do not match its stored config (model 'draem'": {"config": cfg.updated({"model.name": "draem"}).to_dict(),
+                                                                  "model": weights},
+    }
+    for fragment, state in cases.items():
+        save_checkpoint(state, tmp_path / "c.pt")
+        with pytest.raises(CheckpointError, match="use the file grdnet train wrote|use the checkpoint grdnet train wrote") as info:
+            model_from_checkpoint(load_checkpoint(tmp_path / "c.pt"), tmp_path / "c.pt")
+        assert fragment in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
 def test_truncated_missing_and_foreign_files(tmp_path: Path):
@@ -53,7 +84,7 @@ def test_failed_write_keeps_previous_file(tmp_path: Path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match=r"c.pt: cannot write the checkpoint \(OSError: disk full\); the previous c.pt is kept unchanged"):
         save_checkpoint({"v": 2}, tmp_path / "c.pt")
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "c.pt")["v"] == 1

@@ -1,4 +1,5 @@
-"""The `grdnet` command, run as a user would: in a subprocess."""
+"""The `grdnet` command, run as a user would: in a subprocess (the many bad-input cases of the hostile probe
+in-process with click's CliRunner: the same code path, without a Python start-up each)."""
 
 import csv
 import json
@@ -154,3 +155,170 @@ def test_feature_methods_fit_test_predict_and_export(method, extra, builtin_cate
     done = grdnet("export", run / "best.pt", "--output", tmp_path / f"{method}.onnx")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / f"{method}.onnx").is_file() and "(ok)" in done.stdout, done.stdout  # ONNX Runtime matches PyTorch
+
+
+# --------------------------------------------------------------------------- hostile input (issue: trustworthy on a line)
+@pytest.fixture(scope="module")
+def untrained(builtin_category, tmp_path_factory):
+    """(checkpoint of an untrained tiny GRD-Net with threshold 0.5, a folder of 5 test images): no training needed."""
+    import shutil
+
+    from grdnet.checkpoint import save_checkpoint
+    from grdnet.models import build_model
+
+    from support import tiny_config
+
+    folder = tmp_path_factory.mktemp("untrained")
+    cfg = tiny_config(builtin_category, folder / "run")
+    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "threshold": 0.5}, folder / "best.pt")
+    images = folder / "images"
+    images.mkdir()
+    for path in sorted((builtin_category / "test").rglob("*.png"))[:5]:
+        shutil.copy(path, images / f"{path.parent.name}_{path.name}")
+    return folder / "best.pt", images
+
+
+def cli(*args):
+    from click.testing import CliRunner
+
+    from grdnet.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(result, fragment):
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) <= 6  # click usage + one line
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["predict", "CK", "IMAGES", "--batch-size", "-5"], "-5 is not in the range x>=1"),
+    (["predict", "CK", "IMAGES", "--batch-size", "0"], "0 is not in the range x>=1"),
+    (["test", "CK", "--batch-size", "0"], "0 is not in the range x>=1"),
+    (["train", "--data-root", ".", "--max-minutes", "-1"], "-1.0 is not in the range x>0"),
+    (["train", "--data-root", ".", "--epochs", "0"], "0 is not in the range x>=1"),
+    (["train", "--data-root", ".", "--lr", "0"], "0.0 is not in the range x>0"),
+    (["train", "--data-root", ".", "--contamination", "1"], "1.0 is not in the range 0<=x<1"),
+    (["train", "--data-root", ".", "--seed", "-1"], "-1 is not in the range 0<=x<=4294967295"),
+    (["demo", "--epochs", "0"], "0 is not in the range x>=1"),
+    (["serve", "CK", "--port", "70000"], "70000 is not in the range 1<=x<=65535"),
+    (["serve", "CK", "--max-in-flight", "0"], "0 is not in the range x>=1"),
+    (["export", "CK", "--opset", "5"], "5 is not in the range 11<=x<=23"),
+    (["export", "CK", "--opset", "99"], "99 is not in the range 11<=x<=23"),
+])
+def test_numeric_options_are_range_checked(untrained, args, fragment):
+    checkpoint, images = untrained
+    result = cli(*[{"CK": checkpoint, "IMAGES": images}.get(a, a) for a in args])
+    assert result.exit_code == 2 and fragment in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["test", "predict", "export", "serve", "resume"])
+def test_bad_checkpoints_are_one_line_errors_everywhere(untrained, tmp_path, command):
+    import torch
+
+    from grdnet.checkpoint import save_checkpoint
+
+    checkpoint, images = untrained
+    state = torch.load(checkpoint, weights_only=True)
+    wider = json.loads(json.dumps(state["config"]))
+    wider["model"]["base_width"] = 16
+    broken = {
+        "empty file (0 bytes)": b"",
+        "weights do not match its stored config": {**state, "config": wider},
+        "no 'config' section": {k: v for k, v in state.items() if k not in ("config", "format")},
+    }
+    for fragment, content in broken.items():
+        run = tmp_path / fragment.split()[0]
+        run.mkdir()
+        if isinstance(content, bytes):
+            (run / "last.pt").write_bytes(content)
+        else:
+            save_checkpoint(content, run / "last.pt")
+        args = {"test": ["test", run / "last.pt", "--device", "cpu"],
+                "predict": ["predict", run / "last.pt", images, "--output", tmp_path / "out"],
+                "export": ["export", run / "last.pt", "--no-parity"],
+                "serve": ["serve", run / "last.pt", "--device", "cpu"],
+                "resume": ["train", "--config", run / "asked.yaml", "--output", run, "--resume", "--quiet"]}[command]
+        (run / "asked.yaml").write_text(json.dumps(wider if fragment.startswith("weights") else state["config"]))
+        result = cli(*args)
+        if command == "resume" and fragment.startswith("weights"):
+            fragment = "last.pt: does not match this model"
+        one_line_error(result, fragment)
+        assert "weights_only" not in result.output
+
+
+def test_output_locations_are_checked_before_work(untrained, builtin_category, tmp_path):
+    checkpoint, images = untrained
+    (tmp_path / "file").write_text("a file, not a folder")
+    blocked = tmp_path / "file" / "sub"
+    one_line_error(cli("test", checkpoint, "--device", "cpu", "--report", blocked), "cannot write here (a file is in the way)")
+    one_line_error(cli("test", checkpoint, "--device", "cpu", "--output", blocked), "choose another --output")
+    one_line_error(cli("export", checkpoint, "--output", blocked / "m.onnx", "--no-parity"), "cannot write here")
+    one_line_error(cli("export", checkpoint, "--output", tmp_path, "--no-parity"), "is a folder")
+    one_line_error(cli("predict", checkpoint, images, "--output", blocked), "cannot write here")
+    one_line_error(cli("train", "--data-root", builtin_category, "--output", blocked, "--epochs", "1"), "cannot write here")
+    assert not (tmp_path / "test").exists()
+
+
+def test_train_refuses_a_folder_holding_a_run(builtin_category, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text("{}\n")
+    one_line_error(cli("train", "--data-root", builtin_category, "--output", tmp_path / "run", "--epochs", "1"),
+                   "already holds a run (log.jsonl); continue it with --resume, replace it with --overwrite")
+    one_line_error(cli("train", "--data-root", builtin_category, "--output", tmp_path / "run", "--resume", "--overwrite"),
+                   "contradict")
+
+
+def test_failed_predict_keeps_the_earlier_csv_and_what_it_scored(untrained, tmp_path):
+    import shutil
+
+    from grdnet.records import InspectionLog
+
+    checkpoint, good = untrained
+    images = shutil.copytree(good, tmp_path / "images")
+    out = tmp_path / "out"
+    assert cli("predict", checkpoint, images, "--output", out, "--no-overlays", "--device", "cpu").exit_code == 0
+    earlier = (out / "scores.csv").read_text()
+    last = sorted(images.glob("*.png"))[-1]
+    last.write_bytes(last.read_bytes()[:200])  # truncated: decoding fails after 4 good images
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    result = cli("predict", checkpoint, images, "--output", out, "--no-overlays", "--device", "cpu", "--batch-size", "2",
+                 "--record", url)
+    one_line_error(result, f"{last}: cannot read image")
+    assert "the 4 images scored before it are in" in result.output and "is unchanged" in result.output
+    assert (out / "scores.csv").read_text() == earlier
+    assert len(list(csv.DictReader((out / "scores.csv.partial").open()))) == 4
+    assert len(InspectionLog(url).query()) == 4  # records streamed batch by batch, not only at the end
+
+
+def test_bad_record_url_is_found_before_scoring(untrained, tmp_path):
+    checkpoint, images = untrained
+    one_line_error(cli("predict", checkpoint, images, "--output", tmp_path / "out", "--record", "bogus://x"),
+                   "not a usable database URL")
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_never_reads_its_own_output_folder(untrained, tmp_path):
+    import shutil
+
+    checkpoint, good = untrained
+    images = shutil.copytree(good, tmp_path / "images")
+    for _ in range(2):
+        assert cli("predict", checkpoint, images, "--output", images / "out", "--device", "cpu").exit_code == 0
+    rows = list(csv.DictReader((images / "out" / "scores.csv").open()))
+    assert len(rows) == 5 and not any("/out/" in row["path"] for row in rows)
+
+
+def test_test_can_follow_its_own_hint_to_skip_unreadable_images(untrained, builtin_category, tmp_path):
+    import shutil
+
+    checkpoint, _ = untrained
+    data = shutil.copytree(builtin_category, tmp_path / "data")
+    broken = data / "test" / "good" / "000.png"
+    broken.write_bytes(broken.read_bytes()[:100])
+    args = ["test", checkpoint, "--data-root", data, "--device", "cpu", "--output", tmp_path / "out"]
+    one_line_error(cli(*args), "or pass --skip-unreadable (data.skip_unreadable: true)")
+    assert cli(*args, "--skip-unreadable").exit_code == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["num_images"] == len(list((builtin_category / "test").rglob("*.png"))) - 1

@@ -23,3 +23,11 @@ def test_demo_runs_end_to_end_and_stores_its_recipe(tmp_path):
     stored = RunConfig.from_yaml(output / "run" / "config.yaml")
     assert stored.synthesis.texture == "self" and stored.loss.roi_on == "target"
     assert stored.train.epochs == 1 and stored.train.seed == 0
+
+
+def test_demo_budget_is_epochs_not_wall_time(tmp_path):
+    """A slow or busy machine must reach the same result: no time budget that could cut training short."""
+    from grdnet.demo import demo_config
+
+    cfg = demo_config(tmp_path / "data", tmp_path)
+    assert cfg.train.max_minutes is None and cfg.train.epochs == 29

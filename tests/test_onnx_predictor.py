@@ -105,6 +105,50 @@ def test_foreign_file_is_a_clear_error(tmp_path):
         OnnxPredictor(tmp_path / "missing.onnx")
 
 
+def _tampered(onnx_file, tmp_path, **values):
+    """A copy of `onnx_file` with `grdnet.<key>` metadata replaced by `values`."""
+    import onnx
+
+    proto = onnx.load(str(onnx_file))
+    for entry in proto.metadata_props:
+        key = entry.key[len("grdnet."):]
+        if key in values:
+            entry.value = values[key]
+    onnx.save(proto, str(tmp_path / "tampered.onnx"))
+    return tmp_path / "tampered.onnx"
+
+
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        ({"image_size": "[99999, 99999]"}, "grdnet.image_size [99999, 99999] differs from the stored config's [64, 64]"),
+        ({"config": "{not json"}, "grdnet.config is not valid JSON"),
+        ({"config": "[1, 2]"}, "grdnet.config is not a valid run configuration"),
+        ({"channels": "1"}, "grdnet.channels 1 differs"),
+        ({"threshold": "high"}, "is missing or malformed"),
+    ],
+)
+def test_tampered_metadata_is_refused_before_any_allocation(onnx_file, tmp_path, values, fragment):
+    from grdnet.onnx_predictor import OnnxPredictor
+
+    with pytest.raises(CheckpointError, match="re-export the file") as caught:
+        OnnxPredictor(_tampered(onnx_file, tmp_path, **values))
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_tampered_config_and_size_together_meet_the_graph_shape(onnx_file, tmp_path):
+    """Changing image_size in both places is still caught: by the config's own size limits and the graph's input."""
+    from grdnet.onnx_predictor import OnnxPredictor
+
+    config = json.loads(OnnxPredictor(onnx_file).metadata["config"])
+    config["data"]["image_size"] = [99999, 99999]
+    with pytest.raises(CheckpointError, match="not a valid run configuration"):
+        OnnxPredictor(_tampered(onnx_file, tmp_path, image_size="[99999, 99999]", config=json.dumps(config)))
+    config["data"]["image_size"] = [128, 128]
+    with pytest.raises(CheckpointError, match="graph's input is"):
+        OnnxPredictor(_tampered(onnx_file, tmp_path, image_size="[128, 128]", config=json.dumps(config)))
+
+
 def _two_blobs() -> np.ndarray:
     scores = np.zeros((32, 32), dtype=np.float32)
     scores[2:6, 3:10] = 0.9

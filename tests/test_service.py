@@ -122,11 +122,72 @@ def test_health_and_metrics_count(served, png):
 
 def test_concurrent_requests_share_a_batch(served, png):
     client, _ = served
-    sizes = served[0].app.state.batcher.batch_sizes
-    start = len(sizes)
+    batcher = client.app.state.batcher
+    batches, items = batcher.batches, batcher.batched_items
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: client.post("/inspect", content=png).status_code, range(16)))
-    assert statuses == [200] * 16 and max(sizes[start:]) > 1
+    assert statuses == [200] * 16 and batcher.batched_items - items == 16 and batcher.batches - batches < 16
+    assert not hasattr(batcher, "batch_sizes")  # counters, not a list that grows with every batch
+
+
+class GatedPredictor(Predictor):
+    """`Darkness` behind a gate: `prepare` (decoding) or the model waits until `gate` is set."""
+
+    def __init__(self, hold: str) -> None:
+        cfg = RunConfig().updated({"data.image_size": [64, 64], "train.device": "cpu"})
+        super().__init__(Darkness(), cfg, threshold=0.5, device=torch.device("cpu"), bf16=False)
+        self.hold, self.gate, self.entered = hold, threading.Event(), threading.Event()
+
+    def prepare(self, images):
+        if self.hold == "prepare":
+            self.entered.set()
+            self.gate.wait(10)
+        return super().prepare(images)
+
+    def predict(self, *args, **kwargs):
+        if self.hold == "model":
+            self.entered.set()
+            self.gate.wait(10)
+        return super().predict(*args, **kwargs)
+
+
+def gray_png(size: int = 64) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size, size), 128, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("hold, limits, busy", [
+    ("model", {"max_in_flight": 1}, "1 requests in flight"),
+    ("prepare", {"max_pixels_in_flight": 64 * 64 + 100}, "4096 decoded pixels in flight"),
+])
+def test_work_in_flight_is_bounded_with_503_and_retry_after(hold, limits, busy):
+    predictor = GatedPredictor(hold)
+    with TestClient(create_app(predictor, "sha", max_wait_ms=1, **limits)) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/inspect", content=gray_png())
+        assert predictor.entered.wait(10)
+        refused = client.post("/inspect", content=gray_png())
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert busy in refused.json()["detail"]
+        predictor.gate.set()
+        assert first.result(10).status_code == 200
+        assert client.post("/inspect", content=gray_png()).status_code == 200
+        in_flight = client.get("/metrics").json()["in_flight"]
+    assert in_flight == {"requests": 0, "pixels": 0, "refused": 1}
+
+
+def test_one_image_within_the_size_limit_is_never_refused_for_its_size_alone():
+    predictor = GatedPredictor("none")
+    with TestClient(create_app(predictor, "sha", max_wait_ms=1, max_pixels_in_flight=10)) as client:
+        assert client.post("/inspect", content=gray_png()).status_code == 200
+
+
+def test_webp_is_accepted_like_train_and_predict():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(buffer, format="WEBP", lossless=True)
+    with TestClient(create_app(GatedPredictor("none"), "sha", max_wait_ms=1)) as client:
+        response = client.post("/inspect", content=buffer.getvalue(), headers={"content-type": "image/webp"})
+    assert response.status_code == 200, response.text
 
 
 class Darkness(torch.nn.Module):
@@ -189,3 +250,53 @@ def test_predict_cli_records(trained, tmp_path):
     rows = InspectionLog(url).query()
     assert len(rows) == len(list((category / "test").rglob("*.png"))) and "inspections recorded" in result.output
     assert all(r.image_path and r.checkpoint_sha256 == sha256_file(checkpoint) and r.model == "grdnet" for r in rows)
+
+
+def test_serve_on_a_taken_port_is_one_line_before_saying_serving(trained):
+    import socket
+    import subprocess
+    import sys
+
+    checkpoint, _ = trained
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "grdnet", "serve", str(checkpoint), "--port", str(port), "--device", "cpu"],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "serving" not in done.stdout
+    assert f"127.0.0.1:{port}: cannot listen" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_port_out_of_range_is_refused(trained):
+    result = CliRunner().invoke(main, ["serve", str(trained[0]), "--port", "70000"])
+    assert result.exit_code == 2 and "70000 is not in the range 1<=x<=65535" in result.output
+
+
+def test_shutdown_drains_requests_in_flight():
+    """What SIGTERM does to `grdnet serve` (uvicorn's handler sets should_exit): stop accepting, finish what is in flight."""
+    import urllib.request
+
+    import uvicorn
+
+    from grdnet.service import bind_socket
+
+    predictor = GatedPredictor("model")
+    listening = bind_socket("127.0.0.1", 0)
+    port = listening.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor, "sha", max_wait_ms=1), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]})  # off the main thread: no signal handlers
+    thread.start()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/inspect", data=gray_png(), headers={"content-type": "image/png"})
+    with ThreadPoolExecutor(1) as pool:
+        for _ in range(100):  # wait for the server to start
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        answer = pool.submit(lambda: urllib.request.urlopen(request, timeout=20))
+        assert predictor.entered.wait(10)
+        server.should_exit = True  # the request is inside the model now
+        threading.Event().wait(0.3)
+        predictor.gate.set()
+        response = answer.result(20)
+        assert response.status == 200 and "score" in response.read().decode()
+    thread.join(20)
+    assert not thread.is_alive()

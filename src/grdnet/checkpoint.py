@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from grdnet.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
+
+    from grdnet.config import RunConfig
 
 FORMAT = "grdnet-checkpoint-v1"
 
@@ -42,22 +45,56 @@ def sha256_file(path: Path | str) -> str:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` to `path` atomically: a temp file in the same folder, fsync, then rename."""
+    """Write `state` to `path` atomically: a temp file in the same folder, fsync, then rename.
+
+    A failed write (full disk, read-only folder) leaves any previous file at `path` untouched and raises
+    CheckpointError saying so; the temp file is removed.
+    """
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = path.is_file()
     state = {"format": FORMAT, **state}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+    except (OSError, RuntimeError) as error:  # torch reports a full disk as RuntimeError ("unexpected pos …")
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
+        previous = f"the previous {path.name} is kept unchanged" if kept else f"no {path.name} was written"
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({error_reason(error)}); {previous}. Free disk space or fix the "
+            "folder's permissions, then resume or choose another output folder"
+        ) from None
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the `.NAME.*.tmp` files a killed `save_checkpoint` left in `folder`; returns what was removed."""
+    stale = sorted(Path(folder).glob(".*.pt.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def error_reason(error: BaseException) -> str:
+    """A one-line reason for `error`, never torch's advice to retry with `weights_only=False` (it would run code)."""
+    if isinstance(error, pickle.UnpicklingError):
+        return "it holds Python objects other than tensors and plain data, refused because loading them could run code"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and "weights_only" not in line]
+    text = " ".join(lines[:2])  # load_state_dict puts the first mismatch on its second line
+    return f"{type(error).__name__}: {text[:300]}" if lines else type(error).__name__
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -68,13 +105,53 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; pass a .pt file or a run folder written by grdnet train")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), probably from an interrupted copy; use another file or retrain")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files
         raise CheckpointError(
-            f"{path}: cannot be read as a grdnet checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            f"{path}: cannot be read as a grdnet checkpoint ({error_reason(error)}); "
             "it may be truncated or not a checkpoint — use another file or retrain"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a grdnet checkpoint (format {state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
     return state
+
+
+def _section(state: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    if not isinstance(state.get(key), dict):
+        raise CheckpointError(f"{path}: checkpoint has no '{key}' section; it was edited or cut short — use the file grdnet train wrote")
+    return state[key]
+
+
+def stored_config(state: dict[str, Any], path: Path) -> "RunConfig":
+    """The RunConfig stored in a `load_checkpoint` state; CheckpointError when missing or invalid."""
+    from grdnet.config import RunConfig
+    from grdnet.errors import ConfigError
+
+    try:
+        return RunConfig.from_dict(_section(state, "config", path), source="stored config")
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its stored config is not valid ({str(error).split(';')[0]}); use the file grdnet train wrote") from None
+
+
+def model_from_checkpoint(state: dict[str, Any], path: Path) -> tuple["RunConfig", torch.nn.Module]:
+    """(stored RunConfig, model built from it with the stored weights) of a `load_checkpoint` state;
+    CheckpointError when the config is invalid or the weights do not fit it (wrong model, changed width)."""
+    from grdnet.models import build_model
+
+    cfg = stored_config(state, path)
+    weights = _section(state, "model", path)
+    try:
+        model = build_model(cfg)
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: its stored config is not valid ({error_reason(error)}); use the file grdnet train wrote") from None
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{path}: its weights do not match its stored config (model '{cfg.model.name}': {error_reason(error)}); "
+            "the file was edited or mixed from two runs — use the checkpoint grdnet train wrote"
+        ) from None
+    return cfg, model

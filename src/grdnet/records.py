@@ -212,27 +212,30 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
-def record_predictions(csv_path: Path, url: str, predictor: Any, checkpoint: Path | str) -> int:
-    """Add the rows of the scores.csv `predictor.predict_folder` wrote to the log at `url` (one transaction).
+class PredictionRecorder:
+    """Logs `grdnet predict` results to the database at `url` batch by batch, as they are scored (one
+    transaction per batch: a crash keeps every batch done). Opening it checks the URL before any scoring.
 
-    `predictor` is a `Predictor` or an `OnnxPredictor` (only its model name is read). Returns the count.
+    Call it with `inspection_record` dicts (`write_predictions`' `on_records`); `count` is how many were added.
     """
-    cfg = getattr(predictor, "cfg", None)
-    model = cfg.model.name if cfg is not None else predictor.config["model"]["name"]
-    checkpoint_sha = sha256_file(checkpoint)
-    with Path(csv_path).open(newline="") as handle:
-        records = [
-            InspectionRecord(image_sha256=sha256_file(row["path"]), image_path=str(Path(row["path"]).resolve()), model=model,
-                             checkpoint_sha256=checkpoint_sha, score=float(row["score"]), decision=row["decision"],
-                             threshold=float(row["threshold"]), regions=json.loads(row["regions"]))
-            for row in csv.DictReader(handle)
-        ]
-    log = InspectionLog(url)
-    try:
-        log.add(records)
-    finally:
-        log.close()
-    return len(records)
+
+    def __init__(self, url: str, model: str, checkpoint: Path | str) -> None:
+        self.log = InspectionLog(url)
+        self.model = model
+        self.checkpoint_sha256 = sha256_file(checkpoint)
+        self.count = 0
+
+    def __call__(self, records: list[dict]) -> None:
+        self.log.add([
+            InspectionRecord(image_sha256=sha256_file(r["path"]), image_path=str(Path(r["path"]).resolve()), model=self.model,
+                             checkpoint_sha256=self.checkpoint_sha256, score=r["score"], decision=r["decision"],
+                             threshold=float("nan") if r["threshold"] is None else r["threshold"], regions=r["regions"])
+            for r in records
+        ])
+        self.count += len(records)
+
+    def close(self) -> None:
+        self.log.close()
 
 
 @click.command()

@@ -11,8 +11,10 @@ come from `grdnet.review`. FastAPI and torch are imported only when serving.
 import asyncio
 import base64
 import io
+import socket
 import time
 from collections import Counter, deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
@@ -21,20 +23,61 @@ import click
 import numpy as np
 
 from grdnet.checkpoint import sha256_file
+from grdnet.errors import ConfigError
 from grdnet.extras import require
 from grdnet.records import InspectionLog, InspectionRecord, sha256_bytes
 
-RAW_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream"}
-FORMATS = ["PNG", "JPEG", "BMP", "TIFF"]
+RAW_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp", "image/tiff", "image/webp",
+             "application/octet-stream"}
+FORMATS = ["PNG", "JPEG", "BMP", "TIFF", "WEBP"]  # the same formats as train and predict (pixels.IMAGE_EXTENSIONS)
+RETRY_AFTER_S = 1
 
 
 class InputError(Exception):
     """A request the client must fix; `status` is the HTTP status to answer with."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
+
+
+class Admission:
+    """Bounds the work in flight: at most `max_requests` requests between arrival and answer, and at most
+    `max_pixels` decoded pixels (image + ROI, read from the headers) among them. Over either limit a request
+    is refused at once with 503 and Retry-After, so memory stays bounded however many clients send at once.
+    An image within the per-request limit is never refused for its size alone: it is admitted when nothing
+    else is in flight. Used from the event loop only (no lock needed).
+    """
+
+    def __init__(self, max_requests: int, max_pixels: int) -> None:
+        self.max_requests = max_requests
+        self.max_pixels = max_pixels
+        self.requests = 0
+        self.pixels = 0
+        self.refused = 0
+
+    def _busy(self, what: str) -> InputError:
+        self.refused += 1
+        return InputError(503, f"server busy ({what} in flight); retry after {RETRY_AFTER_S} s",
+                          headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    def enter(self) -> None:
+        if self.requests >= self.max_requests:
+            raise self._busy(f"{self.requests} requests")
+        self.requests += 1
+
+    def leave(self) -> None:
+        self.requests -= 1
+
+    def take_pixels(self, count: int) -> None:
+        if self.pixels and self.pixels + count > self.max_pixels:
+            raise self._busy(f"{self.pixels} decoded pixels")
+        self.pixels += count
+
+    def give_pixels(self, count: int) -> None:
+        self.pixels -= count
 
 
 # --------------------------------------------------------------------------- micro-batching
@@ -42,14 +85,16 @@ class MicroBatcher:
     """Collects submitted items into batches of up to `max_batch`, waiting at most `max_wait_ms` after the first.
 
     `run_batch(items) -> results` (same length) runs in a worker thread, one batch at a time; `submit` awaits
-    the item's own result (or its exception).
+    the item's own result (or its exception). `batches`, `batched_items` and `largest_batch` count what ran.
     """
 
     def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], max_batch: int = 16, max_wait_ms: float = 5.0) -> None:
         self.run_batch = run_batch
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
-        self.batch_sizes: list[int] = []
+        self.batches = 0
+        self.batched_items = 0
+        self.largest_batch = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
@@ -82,7 +127,9 @@ class MicroBatcher:
             live = [(item, future) for item, future in batch if not future.done()]  # skip cancelled requests
             if not live:
                 continue
-            self.batch_sizes.append(len(live))
+            self.batches += 1
+            self.batched_items += len(live)
+            self.largest_batch = max(self.largest_batch, len(live))
             try:
                 results = await asyncio.to_thread(self.run_batch, [item for item, _ in live])
             except Exception as error:  # one bad batch fails its requests, not the service
@@ -96,12 +143,27 @@ class MicroBatcher:
 
 
 # --------------------------------------------------------------------------- decoding
+def header_pixels(data: bytes, max_pixels: int, what: str = "image") -> int:
+    """width × height of image bytes, read from the header without decoding; InputError when bad or over `max_pixels`."""
+    with _opened(data, max_pixels, what) as img:
+        return img.size[0] * img.size[1]
+
+
 def decode_image(data: bytes, max_pixels: int, what: str = "image") -> np.ndarray:
     """Image bytes → pixels (H,W) or (H,W,3) float32 in [0,1] (`grdnet.pixels.image_pixels`, as for files);
     InputError when bad."""
-    from PIL import Image, UnidentifiedImageError
-
     from grdnet.pixels import image_pixels
+
+    with _opened(data, max_pixels, what) as img:
+        img.load()
+        return image_pixels(img)
+
+
+@contextmanager
+def _opened(data: bytes, max_pixels: int, what: str):
+    """The Pillow image of `data` (header read, pixels not yet decoded), refused over `max_pixels`; Pillow's
+    errors inside the block become InputError."""
+    from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise InputError(400, f"empty {what}; send the image bytes as the body or as the multipart 'file' field")
@@ -110,12 +172,11 @@ def decode_image(data: bytes, max_pixels: int, what: str = "image") -> np.ndarra
             width, height = img.size
             if width * height > max_pixels:
                 raise InputError(413, f"{what} is {width}x{height} pixels, over the limit of {max_pixels}; send a smaller image")
-            img.load()
-            return image_pixels(img)
+            yield img
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(415, f"{what} is not a PNG, JPEG, BMP or TIFF image") from None
+        raise InputError(415, f"{what} is not a PNG, JPEG, BMP, TIFF or WebP image") from None
     except Image.DecompressionBombError:
         raise InputError(413, f"{what} has too many pixels; send a smaller image") from None
     except Exception as error:  # Pillow raises many types for truncated or corrupt data
@@ -160,8 +221,10 @@ class Stats:
 
 
 def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_ms: float = 5.0,
-               max_image_mb: float = 20.0, max_pixels: int = 40_000_000, log: InspectionLog | None = None):
-    """The FastAPI app serving `predictor` (a `grdnet.inference.Predictor`)."""
+               max_image_mb: float = 20.0, max_pixels: int = 40_000_000, log: InspectionLog | None = None,
+               max_in_flight: int = 32, max_pixels_in_flight: int = 80_000_000):
+    """The FastAPI app serving `predictor` (a `grdnet.inference.Predictor`); `max_in_flight` and
+    `max_pixels_in_flight` bound the requests and decoded pixels being worked on at once (see `Admission`)."""
     from contextlib import asynccontextmanager
 
     import torch
@@ -181,6 +244,7 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     max_bytes = int(max_image_mb * 1024 * 1024)
     height, width = predictor.image_size
     stats = Stats()
+    admission = Admission(max_in_flight, max_pixels_in_flight)
 
     def run_batch(jobs: list[Job]) -> list[Outcome]:
         rois = np.stack([np.ones((height, width), np.float32) if job.roi is None else job.roi for job in jobs])
@@ -231,7 +295,7 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
 
     @app.exception_handler(InputError)
     async def input_error(_request: Request, error: InputError):
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
+        return JSONResponse({"detail": error.detail}, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError):
@@ -285,18 +349,27 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     @app.post("/inspect")
     async def inspect(request: Request, heatmap: bool = False) -> dict:
         start = time.perf_counter()
-        data, roi_data = await read_upload(request)
-        job = await run_in_threadpool(prepare, data, roi_data)
+        admission.enter()
         try:
-            outcome = await batcher.submit(job)
-        except Exception as error:
-            raise StarletteHTTPException(500, f"inspection failed ({type(error).__name__}: {error})") from None
-        answer = {
-            "score": outcome.score, "decision": outcome.decision, "threshold": threshold if np.isfinite(threshold) else None,
-            "regions": outcome.regions, "model": model_name, "checkpoint_sha256": checkpoint_sha256, "image_sha256": job.sha256,
-        }
-        if heatmap:
-            answer["heatmap_png"] = await run_in_threadpool(heatmap_png, job, outcome)
+            data, roi_data = await read_upload(request)
+            pixels = header_pixels(data, max_pixels) + (header_pixels(roi_data, max_pixels, "roi") if roi_data is not None else 0)
+            admission.take_pixels(pixels)  # held while decoding: the prepared job is at the model's (small) size
+            try:
+                job = await run_in_threadpool(prepare, data, roi_data)
+            finally:
+                admission.give_pixels(pixels)
+            try:
+                outcome = await batcher.submit(job)
+            except Exception as error:
+                raise StarletteHTTPException(500, f"inspection failed ({type(error).__name__}: {error})") from None
+            answer = {
+                "score": outcome.score, "decision": outcome.decision, "threshold": threshold if np.isfinite(threshold) else None,
+                "regions": outcome.regions, "model": model_name, "checkpoint_sha256": checkpoint_sha256, "image_sha256": job.sha256,
+            }
+            if heatmap:
+                answer["heatmap_png"] = await run_in_threadpool(heatmap_png, job, outcome)
+        finally:
+            admission.leave()
         answer["latency_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
         stats.inspections += 1
         stats.latencies_ms.append(answer["latency_ms"])
@@ -309,18 +382,20 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
 
     @app.get("/metrics")
     async def metrics(format: str = "json"):
-        sizes = batcher.batch_sizes
+        batches = batcher.batches
         report = {
             "requests": {str(code): count for code, count in sorted(stats.status_counts.items())},
-            "errors": stats.errors, "inspections": stats.inspections, "batches": len(sizes),
-            "mean_batch_size": round(sum(sizes) / len(sizes), 3) if sizes else None, "max_batch_size": max(sizes, default=None),
-            "latency_ms": stats.percentiles(),
+            "errors": stats.errors, "inspections": stats.inspections, "batches": batches,
+            "mean_batch_size": round(batcher.batched_items / batches, 3) if batches else None,
+            "max_batch_size": batcher.largest_batch or None, "latency_ms": stats.percentiles(),
+            "in_flight": {"requests": admission.requests, "pixels": admission.pixels, "refused": admission.refused},
         }
         if format != "prometheus":
             return report
         lines = [f'grdnet_requests_total{{code="{code}"}} {count}' for code, count in report["requests"].items()]
         lines += [f"grdnet_errors_total {stats.errors}", f"grdnet_inspections_total {stats.inspections}",
-                  f"grdnet_batches_total {len(sizes)}", f"grdnet_batched_items_total {sum(sizes)}"]
+                  f"grdnet_batches_total {batches}", f"grdnet_batched_items_total {batcher.batched_items}",
+                  f"grdnet_in_flight_requests {admission.requests}", f"grdnet_refused_busy_total {admission.refused}"]
         lines += [f'grdnet_latency_ms{{quantile="{q}"}} {v}' for q, v in zip(("0.5", "0.95", "0.99"), report["latency_ms"].values())
                   if v is not None]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
@@ -330,20 +405,27 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
     add_review_routes(app, predictor, log, InputError)
     app.state.batcher = batcher
     app.state.stats = stats
+    app.state.admission = admission
     return app
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 exposes it to the network).")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--max-batch", type=click.IntRange(min=1), default=16, show_default=True, help="Largest model batch.")
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True, help="How long a batch waits for more requests.")
 @click.option("--max-image-mb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True, help="Largest request body.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Largest decoded image (width × height).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True,
+              help="Largest image (width × height, read from its header before decoding).")
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Requests worked on at once; more are answered 503 with Retry-After.")
+@click.option("--max-pixels-in-flight", type=click.IntRange(min=1), default=80_000_000, show_default=True,
+              help="Decoded pixels (images + ROIs) at once; more are answered 503 with Retry-After (about 30 bytes a pixel).")
 @click.option("--record", "record_url", help="Log every inspection to this database URL, e.g. sqlite:///inspections.db.")
 @click.option("--device", default="auto", show_default=True)
-def serve(checkpoint, host, port, max_batch, max_wait_ms, max_image_mb, max_pixels, record_url, device) -> None:
+def serve(checkpoint, host, port, max_batch, max_wait_ms, max_image_mb, max_pixels, max_in_flight, max_pixels_in_flight,
+          record_url, device) -> None:
     """Serve a checkpoint over HTTP. Example: grdnet serve runs/mtd/best.pt --port 8000 --record sqlite:///inspections.db"""
     uvicorn = require("uvicorn")
 
@@ -352,6 +434,18 @@ def serve(checkpoint, host, port, max_batch, max_wait_ms, max_image_mb, max_pixe
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     log = InspectionLog(record_url) if record_url else None
     app = create_app(predictor, sha256_file(checkpoint), max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     max_image_mb=max_image_mb, max_pixels=max_pixels, log=log)
+                     max_image_mb=max_image_mb, max_pixels=max_pixels, log=log, max_in_flight=max_in_flight,
+                     max_pixels_in_flight=max_pixels_in_flight)
+    listening = bind_socket(host, port)  # before saying "serving": a busy port is a one-line error
     click.echo(f"serving {predictor.cfg.model.name} from {checkpoint} on http://{host}:{port} (device {predictor.device})")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # On SIGTERM / Ctrl-C uvicorn stops accepting, lets the requests in flight finish, then stops the batcher.
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port; ConfigError (one line) when the address is taken or not ours."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET, backlog=2048)
+    except OSError as error:
+        raise ConfigError(f"{host}:{port}: cannot listen ({error.strerror or error}); choose another --port or --host, "
+                          "or stop the process using it") from None

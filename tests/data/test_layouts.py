@@ -142,16 +142,16 @@ def test_summary_is_json_safe(mvtec):
 def test_root_not_set_or_missing(tmp_path):
     with pytest.raises(DataError, match="data.root: not set"):
         index_dataset(DataConfig())
-    with pytest.raises(DataError, match=r"nowhere: data.root folder not found; set data.root"):
+    with pytest.raises(DataError, match=r"nowhere: data.root folder not found; set --data-root / data.root"):
         index_dataset(DataConfig(root=tmp_path / "nowhere"))
 
 
 def test_wrong_category_lists_the_categories(tmp_path, files):
     files.mvtec(tmp_path / "bottle", n_train=1, n_good=1, defects={})
     files.mvtec(tmp_path / "cable", n_train=1, n_good=1, defects={})
-    with pytest.raises(DataError, match=r"category 'botle' not found \(categories found: bottle, cable\); set data.category"):
+    with pytest.raises(DataError, match=r"category 'botle' not found \(categories found: bottle, cable\); set --category / data.category"):
         index_dataset(DataConfig(root=tmp_path, category="botle"))
-    with pytest.raises(DataError, match="holds the categories bottle, cable.*set data.category"):
+    with pytest.raises(DataError, match="holds the categories bottle, cable.*set --category / data.category"):
         index_dataset(DataConfig(root=tmp_path))
 
 
@@ -160,7 +160,7 @@ def test_wrong_layout_says_what_was_expected_and_found(tmp_path, files):
     with pytest.raises(DataError, match=r"c: not a MVTec AD category folder \(expected train/good/.*found images/\)"):
         index_dataset(DataConfig(root=tmp_path, category="c"))
     files.mvtec(tmp_path / "b", n_train=1, n_good=1, good="ok", defects={})
-    with pytest.raises(DataError, match=r"found .*train/ok.*looks like BTAD: set data.layout to btad"):
+    with pytest.raises(DataError, match=r"found .*train/ok.*looks like BTAD: set --layout / data.layout to btad"):
         index_dataset(DataConfig(root=tmp_path, category="b"))
 
 
@@ -274,7 +274,7 @@ def test_truncated_image_is_caught_only_when_decoding(tmp_path, files):
         index_dataset(_cfg(category))
     message = str(caught.value)
     assert "train/good/003.png" in message and "cannot read image" in message
-    assert "set data.skip_unreadable: true" in message
+    assert "pass --skip-unreadable (data.skip_unreadable: true)" in message
 
 
 def test_corrupt_header_fails_even_without_decoding(mvtec):
@@ -350,6 +350,14 @@ def test_roi_size_mismatch(mvtec, files):
     files.mask(roi / "train" / "good" / "001.png", size=(16, 12))
     with pytest.raises(DataError, match=r"roi/train/good/001\.png \(ROI 16×12, image .*16×16\): size differs"):
         index_dataset(_cfg(mvtec, roi=roi))
+
+
+def test_single_roi_file_of_another_size_is_named_once(mvtec, files):
+    shared = files.mask(mvtec.parent / "roi.png", size=(20, 20))
+    with pytest.raises(DataError) as info:
+        index_dataset(_cfg(mvtec, roi=shared))
+    message = str(info.value)
+    assert message.count("roi.png") == 1 and "(ROI 20×20, image" in message and "and 9 more images" in message
 
 
 def test_roi_path_not_found(mvtec):

@@ -5,7 +5,7 @@ import signal
 import pytest
 import torch
 
-from grdnet.errors import ConfigError, TrainingError
+from grdnet.errors import ConfigError, DataError, TrainingError
 from grdnet.training import Trainer, load_checkpoint
 from grdnet.training.trainer import FINITE_CHECK_EVERY
 
@@ -45,7 +45,7 @@ def test_resume_reaches_the_same_weights(make_config):
     assert_same_weights(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
 
 
-def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(make_config):
+def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(make_config, capsys):
     full = Trainer(make_config("full", epochs=2), show_progress=False).fit()
 
     def interrupt(epoch, step):
@@ -56,6 +56,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(make_config):
         Trainer(make_config("cut", epochs=2), show_progress=False, step_callback=interrupt).fit()
     saved = load_checkpoint(make_config("cut").train.output_dir / "last.pt")
     assert (saved["epoch"], saved["step"]) == (1, 3)
+    assert "grdnet train --resume --output" in capsys.readouterr().err  # shown without progress output too
     resumed = Trainer(make_config("cut", epochs=2), resume=True, show_progress=False).fit()
     assert_same_weights(weights(full.last_checkpoint), weights(resumed.last_checkpoint))
 
@@ -159,3 +160,65 @@ def test_nan_loss_is_caught_within_a_few_steps_without_a_progress_bar(make_confi
     with pytest.raises(TrainingError, match=r"became inf at epoch 1, step [2-6];"):
         Trainer(cfg, show_progress=False).fit()
     assert len(steps) <= 1 + FINITE_CHECK_EVERY
+
+
+def test_a_run_folder_is_never_shared_by_two_runs_and_resume_refuses_a_changed_split(builtin_category, tmp_path):
+    import shutil
+
+    from support import tiny_config
+
+    data = shutil.copytree(builtin_category, tmp_path / "data")
+    cfg = tiny_config(data, tmp_path / "run", epochs=1)
+    Trainer(cfg, show_progress=False).fit()
+    run = cfg.train.output_dir
+    with pytest.raises(ConfigError, match="already holds a run .*--resume.*--overwrite"):
+        Trainer(cfg, show_progress=False)
+
+    for folder in ("train/good", "roi/train/good"):  # one image added, one removed: the validation split moves
+        shutil.copy(data / folder / "000.png", data / folder / "900.png")
+        (data / folder / "001.png").unlink()
+    with pytest.raises(ConfigError, match=r"dataset changed since the run started \(train: \d+ added.*removed") as info:
+        Trainer(cfg.updated({"train.epochs": 2}), resume=True, show_progress=False)
+    assert "restore the original images" in str(info.value)
+
+    (run / ".last.pt.x1y2.tmp").write_bytes(b"partial")
+    Trainer(cfg, overwrite=True, show_progress=False)
+    assert not (run / ".last.pt.x1y2.tmp").exists() and not any((run / name).exists() for name in ("last.pt", "log.jsonl"))
+
+
+def test_unwritable_output_and_full_disk_are_refused_before_training(make_config, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DataError, match=r"file/run: cannot write here \(a file is in the way\); choose another --output"):
+        Trainer(make_config("file/run"), show_progress=False)
+    trainer = Trainer(make_config("tight"), show_progress=False)
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    with pytest.raises(ConfigError, match="only 0 MiB free"):
+        trainer.fit()
+    assert not (make_config("tight").train.output_dir / "last.pt").exists()
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one_and_says_so(make_config, monkeypatch):
+    from grdnet import checkpoint
+    from grdnet.errors import CheckpointError
+
+    cfg = make_config("full_disk", epochs=2)
+    real_save, calls = torch.save, {"n": 0}
+
+    def fail_third(state, handle):  # best.pt and last.pt of epoch 1 succeed; epoch 2's best.pt fails
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64")
+        real_save(state, handle)
+
+    monkeypatch.setattr(checkpoint.torch, "save", fail_third)
+    with pytest.raises(CheckpointError, match=r"cannot write the checkpoint .*the previous (best|last).pt is kept unchanged"):
+        Trainer(cfg, show_progress=False).fit()
+    monkeypatch.undo()
+    assert load_checkpoint(cfg.train.output_dir / "last.pt")["epoch"] == 1
+    assert not list(cfg.train.output_dir.glob(".*.tmp"))
+
+
+def test_a_time_budget_that_cuts_training_says_so_loudly(make_config, capsys):
+    result = Trainer(make_config("budget", epochs=3, max_minutes=1e-6), show_progress=False).fit()
+    assert result.epochs_done == 1 and "time budget" in result.stopped
+    assert "stopped early: 1 of 3 epochs done" in capsys.readouterr().err.replace("\n", " ")

@@ -113,11 +113,20 @@ def _path(path: Path) -> Path:
     return Path(path).expanduser().absolute()
 
 
+_FLAGS = {"data.root": "--data-root", "data.category": "--category", "data.layout": "--layout", "data.roi": "--roi",
+          "data.test_roi": "--test-roi", "data.known_defects": "--known-defects", "data.skip_unreadable": "--skip-unreadable"}
+
+
+def _named(setting: str) -> str:
+    """How a user sets `setting`: '--data-root / data.root' (command-line flag / config key), or the key alone."""
+    return f"{_FLAGS[setting]} / {setting}" if setting in _FLAGS else setting
+
+
 def _existing_dir(path: Path, setting: str) -> Path:
     folder = _path(path)
     if not folder.is_dir():
         problem = "is a file, not a folder" if folder.exists() else "folder not found"
-        raise DataError(f"{folder}: {setting} {problem}; set {setting} to an existing folder")
+        raise DataError(f"{folder}: {setting} {problem}; set {_named(setting)} to an existing folder")
     return folder
 
 
@@ -242,21 +251,21 @@ def _categories(root: Path) -> list[str]:
 
 def _category_dir(cfg: DataConfig) -> Path:
     if cfg.root is None:
-        raise DataError("data.root: not set; set data.root to the dataset folder (or use the built-in dataset)")
+        raise DataError("data.root: not set; set --data-root / data.root to the dataset folder (or use the built-in dataset)")
     root = _existing_dir(cfg.root, "data.root")
     if cfg.category is None:
         categories = _categories(root)
         if not (root / "train").is_dir() and categories:
             raise DataError(
                 f"{root}: holds the categories {_listing(categories)}, not train/ and test/; "
-                "set data.category to one of them"
+                "set --category / data.category to one of them"
             )
         return root
     folder = root / cfg.category
     if not folder.is_dir():
         categories = _categories(root)
         found = f"categories found: {_listing(categories)}" if categories else "no category folders with train/ found"
-        raise DataError(f"{folder}: category '{cfg.category}' not found ({found}); set data.category to one of them")
+        raise DataError(f"{folder}: category '{cfg.category}' not found ({found}); set --category / data.category to one of them")
     return folder
 
 
@@ -269,9 +278,9 @@ def _check_structure(folder: Path, layout: str) -> None:
         found += [f"train/{e.name}" for e in sorted((folder / "train").iterdir())]
     other = {"mvtec": "btad", "btad": "mvtec"}[layout]
     if (folder / "train" / _STANDARD[other][1]).is_dir():
-        fix = f"it looks like {_STANDARD[other][0]}: set data.layout to {other}"
+        fix = f"it looks like {_STANDARD[other][0]}: set --layout / data.layout to {other}"
     else:
-        fix = "point data.root (and data.category) at a category folder, or use data.layout: folder"
+        fix = "point --data-root (and --category) at a category folder, or use --layout folder"
     raise DataError(
         f"{folder}: not a {name} category folder (expected train/{good}/, test/{good}/, test/<defect>/ and "
         f"ground_truth/<defect>/; found {_listing(found) if found else 'an empty folder'}); {fix}"
@@ -472,7 +481,7 @@ def _check_files(
                 items,
                 "cannot read image",
                 "files cannot be read",
-                "replace or delete {it}, or set data.skip_unreadable: true to skip unreadable images",
+                "replace or delete {it}, or pass --skip-unreadable (data.skip_unreadable: true) to skip unreadable images",
             )
         warnings.warn(
             f"skipping {len(bad)} unreadable file(s) and the images they belong to: {_listing(items)}",
@@ -480,13 +489,15 @@ def _check_files(
         )
         groups = [[s for s in group if not bad.keys() & set(_files(s))] for group in groups]
 
-    mismatched = []
+    by_file: dict[Path, list[str]] = {}  # one entry per mask / ROI file: a single ROI file is shared by every image
     for sample in (s for group in groups for s in group):
         width, height = results[sample.image]
         for kind, other in (("mask", sample.mask), ("ROI", sample.roi)):
             if other is not None and results[other] != (width, height):
                 ow, oh = results[other]
-                mismatched.append(f"{other} ({kind} {ow}×{oh}, image {sample.image} {width}×{height})")
+                by_file.setdefault(other, []).append(f"{kind} {ow}×{oh}, image {sample.image} {width}×{height}")
+    mismatched = [f"{other} ({found[0]}" + (f", and {len(found) - 1} more images" if len(found) > 1 else "") + ")"
+                  for other, found in by_file.items()]
     if mismatched:
         raise _problem(
             mismatched,

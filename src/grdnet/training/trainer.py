@@ -7,8 +7,10 @@ the middle of an epoch — reaches the same weights as an uninterrupted one (on 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import shutil
 import signal
 import threading
 import time
@@ -22,10 +24,11 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from grdnet.checkpoint import load_checkpoint, save_checkpoint
+from grdnet.checkpoint import error_reason, load_checkpoint, remove_stale_temp_files, save_checkpoint, stored_config
 from grdnet.config import RunConfig
 from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
+from grdnet.files import writable_folder
 from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
 from grdnet.tiling import random_tile_crops
@@ -36,6 +39,11 @@ from grdnet.training.validation import Validator
 
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir"), ("train", "logger"),
                      ("train", "log_images_every")}
+RUN_FILES = ("best.pt", "last.pt", "config.yaml", "run.json", "log.jsonl", "training_curves.png", "test/metrics.json",
+             "test/scores.csv")
+"""What a run writes into its folder (the last two by `grdnet test`); a new run refuses a folder holding any
+of the first five unless told to overwrite, which removes them all."""
+SPLITS = ("train", "validation", "contamination", "known_defects")
 
 FINITE_CHECK_EVERY = 5
 """Steps between checks that the running loss means are finite. The check runs with or without a progress
@@ -96,6 +104,8 @@ class Trainer:
     Files: `config.yaml` (resolved), `run.json` (seed, versions, data split), `last.pt` (resume state,
     every epoch), `best.pt` (best validation epoch, with its threshold), `log.jsonl` (one line per epoch),
     and the `train.logger`'s logs (`grdnet.training.loggers`, e.g. `tensorboard/`).
+    A folder that already holds a run is refused unless `resume` (continue it: the data split must be the one
+    it started with) or `overwrite` (its run files are removed first).
     """
 
     def __init__(
@@ -106,15 +116,25 @@ class Trainer:
         show_progress: bool = True,
         index: DatasetIndex | None = None,
         step_callback: Callable[[int, int], None] | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.dist = DistributedContext.from_env()
         self.run_dir = Path(cfg.train.output_dir)
         self.resume_state: dict[str, Any] | None = None
+        if resume and overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
+        previous = [name for name in RUN_FILES[:5] if (self.run_dir / name).exists()]
+        if previous and not (resume or overwrite):
+            raise ConfigError(
+                f"{self.run_dir}: already holds a run ({', '.join(previous)}); continue it with --resume, replace it "
+                "with --overwrite, or choose another --output"
+            )
         if resume:
             self.resume_state = load_checkpoint(self.run_dir / "last.pt")
-            cfg = self._check_resumable(RunConfig.from_dict(self.resume_state["config"]), cfg)
+            cfg = self._check_resumable(stored_config(self.resume_state, self.run_dir / "last.pt"), cfg)
         self.cfg = cfg
         self.console = Console(stderr=True, quiet=not (show_progress and self.dist.is_main))
+        self.notices = Console(stderr=True, quiet=not self.dist.is_main)  # shown even when quiet: resume hints
         self.show_progress = show_progress and self.dist.is_main
         self.step_callback = step_callback
         self.epoch_logger: EpochLogger | None = None
@@ -123,7 +143,62 @@ class Trainer:
         self.bf16 = uses_bf16(cfg.train.precision, self.device)
         self.index = index if index is not None else index_dataset(cfg.data)
         if not self.index.train:
-            raise ConfigError("no normal training images found; check data.root / data.category")
+            raise ConfigError("no normal training images found; check --data-root / --category (data.root / data.category)")
+        self.split_digest = {name: _digest(paths) for name, paths in self._split().items()}
+        if self.resume_state is not None:
+            self._check_same_split(self.resume_state.get("split_digest"))
+        if self.dist.is_main:
+            self._prepare_run_dir(overwrite)
+
+    def _split(self) -> dict[str, list[str]]:
+        """Image paths of each split the run trains or validates on (as run.json stores them)."""
+        return {name: [str(s.image) for s in getattr(self.index, name)] for name in SPLITS}
+
+    def _check_same_split(self, stored: dict[str, str] | None) -> None:
+        """Refuse to resume when the data split differs from the one the run started with (checkpoints from
+        before split digests existed are not checked); the message names the images that changed."""
+        if stored is None or stored == self.split_digest:
+            return
+        try:
+            before = json.loads((self.run_dir / "run.json").read_text())["split"]
+        except (OSError, ValueError, KeyError):
+            before = {}
+        now, changes = self._split(), []
+        for name in SPLITS:
+            if stored.get(name) == self.split_digest[name]:
+                continue
+            if name not in before:
+                changes.append(f"{name}: different images")
+                continue
+            added = sorted(set(now[name]) - set(before[name]))
+            removed = sorted(set(before[name]) - set(now[name]))
+            changes.append(f"{name}: {len(added)} added" + (f" (e.g. {added[0]})" if added else "")
+                           + f", {len(removed)} removed" + (f" (e.g. {removed[0]})" if removed else ""))
+        raise ConfigError(
+            f"{self.run_dir}: cannot resume: the dataset changed since the run started ({'; '.join(changes)}); "
+            "restore the original images, or start a new run with --overwrite or another --output"
+        )
+
+    def _prepare_run_dir(self, overwrite: bool) -> None:
+        """Create the run folder and check it is writable (before any training time is spent); remove temp
+        files of a killed checkpoint write, and with `overwrite` the previous run's files."""
+        writable_folder(self.run_dir)
+        for path in remove_stale_temp_files(self.run_dir):
+            self.notices.print(f"[yellow]removed {path}, left by an interrupted checkpoint write")
+        if overwrite:
+            for name in RUN_FILES:
+                (self.run_dir / name).unlink(missing_ok=True)
+
+    def _check_disk_space(self) -> None:
+        """Refuse to start without room for best.pt, last.pt and a temporary copy (weights plus optimizer state)."""
+        model_bytes = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        needed = 3 * 3 * model_bytes  # 3 files, each weights + two Adam moments
+        free = shutil.disk_usage(self.run_dir).free
+        if free < needed:
+            raise ConfigError(
+                f"{self.run_dir}: only {free / 2**20:.0f} MiB free, the checkpoints need about {needed / 2**20:.0f} MiB; "
+                "free disk space or choose another --output"
+            )
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -197,6 +272,7 @@ class Trainer:
             "threshold": self.threshold,
             "versions": versions(),
             "seed": self.cfg.train.seed,
+            "split_digest": self.split_digest,
         }
 
     def _restore(self, state: dict[str, Any]) -> tuple[int, int, torch.Tensor | None, dict[str, float]]:
@@ -207,7 +283,8 @@ class Trainer:
             for name, sched in self.schedulers.items():
                 sched.load_state_dict(state["schedulers"][name])
         except (KeyError, RuntimeError, ValueError) as error:
-            raise CheckpointError(f"{self.run_dir / 'last.pt'}: does not match this model ({error})") from None
+            raise CheckpointError(f"{self.run_dir / 'last.pt'}: does not match this model ({error_reason(error)}); "
+                                  "start a new run with --overwrite or another --output") from None
         torch.set_rng_state(state["rng"]["torch"])
         self.history = list(state["history"])
         self.threshold = float(state["threshold"])
@@ -226,12 +303,8 @@ class Trainer:
             "world_size": self.dist.world_size,
             "bf16": self.bf16,
             "data": self.index.summary(),
-            "split": {
-                "train": [str(s.image) for s in self.index.train],
-                "validation": [str(s.image) for s in self.index.validation],
-                "contamination": [str(s.image) for s in self.index.contamination],
-                "known_defects": [str(s.image) for s in self.index.known_defects],
-            },
+            "split": self._split(),
+            "split_digest": self.split_digest,
         }
         (self.run_dir / "run.json").write_text(json.dumps(run_info, indent=1))
 
@@ -300,6 +373,8 @@ class Trainer:
     def _fit(self) -> TrainResult:
         cfg = self.cfg
         self._build()
+        if self.dist.is_main:
+            self._check_disk_space()
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {}
         self.threshold = float("nan")  # from the latest validation; stored in every checkpoint after it
@@ -347,7 +422,7 @@ class Trainer:
                         if self.dist.is_main:
                             partial = self._merge_sums(sums, device_sums)
                             save_checkpoint(self._state(epoch, step + 1, generator, partial), last_path)
-                        self.console.print(
+                        self.notices.print(
                             f"[yellow]interrupted: state saved to {last_path}; continue with "
                             f"`grdnet train --resume --output {self.run_dir}`"
                         )
@@ -396,13 +471,18 @@ class Trainer:
                     self._after_epoch(record, self._eta(elapsed, epochs_run, epoch))
                 progress.remove_task(task)
                 if self.interrupt.requested:
-                    self.console.print(
+                    self.notices.print(
                         f"[yellow]interrupted: state saved to {last_path}; continue with "
                         f"`grdnet train --resume --output {self.run_dir}`"
                     )
                     raise KeyboardInterrupt
                 if out_of_time and not is_last:
                     stopped = f"time budget of {cfg.train.max_minutes} min reached"
+                    self.notices.print(
+                        f"[bold yellow]stopped early: {epoch} of {cfg.train.epochs} epochs done, the time budget of "
+                        f"{cfg.train.max_minutes} min has no room for another; the checkpoints are those of a shorter training. Continue "
+                        f"with `grdnet train --resume --output {self.run_dir}`"
+                    )
                     break
         self.dist.barrier()
         return TrainResult(
@@ -473,3 +553,8 @@ class Trainer:
         from grdnet.reports.plots import plot_training_curves  # lazy: matplotlib only once training runs
 
         plot_training_curves(self.history, self.run_dir / "training_curves.png")
+
+
+def _digest(paths: list[str]) -> str:
+    """SHA-256 of a split's image paths in order (the split, not the pixels: files are re-read each run)."""
+    return hashlib.sha256("\n".join(paths).encode()).hexdigest()
