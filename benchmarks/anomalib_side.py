@@ -6,7 +6,8 @@ prints one line `RESULT {json}`:
   clock runs from the epoch's start to its last batch, so validation is left out, as on our side);
 - `test_images_per_s`: test images / seconds of `Engine.test` (anomalib's defaults: its metrics and its
   image visualiser writing result images);
-- `predict_images_per_s`: images / seconds of `Engine.predict` on a folder.
+- `predict_images_per_s`: images / seconds of `Engine.predict` on a folder;
+- `gflops_forward_per_image`: FLOPs of the network's inference forward on one image (PyTorch's flop counter).
 
     python anomalib_side.py '{"root": ..., "category": ..., "model": "draem", "size": 128, "epochs": 2,
                               "batch_size": 8, "threads": 2, "dtd": ..., "predict_dir": ..., "work": ...}'
@@ -17,11 +18,11 @@ import sys
 import time
 
 import torch
-from lightning.pytorch.callbacks import Callback
-
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from anomalib.models import Draem, Ganomaly
+from lightning.pytorch.callbacks import Callback
+from torch.utils.flop_counter import FlopCounterMode
 
 
 class TrainClock(Callback):
@@ -71,8 +72,12 @@ def main(spec: dict) -> dict:
     predictions = engine.predict(model=model, data_path=spec["predict_dir"], return_predictions=True)
     predict_seconds = time.perf_counter() - start
     n_predicted = sum(len(p.pred_score) for p in predictions)
+    network = model.model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        network(torch.rand(1, 3, *size))
     return {
         "framework": "anomalib", "model": spec["model"], "size": spec["size"],
+        "gflops_forward_per_image": round(counter.get_total_flops() / 1e9, 3),
         "params_M": round(sum(p.numel() for p in model.model.parameters()) / 1e6, 2),
         "n_train": len(datamodule.train_data), "epoch_seconds": [round(s, 2) for s in clock.epoch_seconds],
         "train_images_per_s": round(train_rate, 3), "fit_seconds": round(fit_seconds, 1),

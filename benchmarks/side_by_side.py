@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from common import QUICK_MODELS, REPO, RESULTS, int_list, publish, quick_dataset, shared_data_dir
 
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs") / "bench-side-by-side")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="our side only, built-in data at 64², toy widths (CI)")
+    parser.add_argument("--benchmarks-md", type=Path, default=None,
+                        help="also write the table, machine and versions into this file's side-by-side section "
+                             "(e.g. BENCHMARKS.md)")
     args = parser.parse_args(argv)
     if args.quick:
         args.no_anomalib, args.sizes, args.epochs = True, [64], 2
@@ -74,24 +79,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
 
     data = prepare_data(args)
+    torch.set_num_threads(args.threads)
+    peaks = [matmul_peak_gflops()]
     rows, runs = [], []
     for size in args.sizes:
         for model in models:
+            gflops = our_forward_gflops(model, size, args.quick)
             sides = ("ours", "anomalib", "ours") if note is None else ("ours",)
             results = []
             for number, side in enumerate(sides):
                 work = args.work / f"{model}-{size}-{number}-{side}"
                 print(f"--- {model} {size}² run {number + 1}/{len(sides)}: {side}", flush=True)
                 run = (run_ours if side == "ours" else run_anomalib)(args, model, size, data, work)
+                if side == "ours":
+                    run["gflops_forward_per_image"] = gflops
                 print(json.dumps(run), flush=True)
                 results.append(run)
             runs.extend(results)
-            rows.extend(table_rows(model, size, results, note))
-    extra = {"runs": runs, "note": note, "settings": {
+            rows.extend(table_rows(model, size, results, note, statistics.median(peaks)))
+    peaks.append(matmul_peak_gflops())
+    extra = {"runs": runs, "note": note, "matmul_peak_gflops": peaks, "settings": {
         "n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs, "batch_size": args.batch_size,
         "threads": args.threads, "channels": 3, "data": "built-in" if args.quick else f"{args.data_root}/{args.category}"},
         "load": load_snapshot()}
-    publish(NAME, rows, "side_by_side.py", argv, args.out, args.quick, extra)
+    json_path = publish(NAME, rows, "side_by_side.py", argv, args.out, args.quick, extra)
+    if args.benchmarks_md is not None:
+        write_section(args.benchmarks_md, json.loads(json_path.read_text()), runs)
     return 0
 
 
@@ -201,8 +214,9 @@ def run_ours(args: argparse.Namespace, model: str, size: int, data: dict[str, Pa
 
 def grdnet(arguments: list[str], threads: int) -> None:
     """Run one `grdnet` command of this checkout with `threads` intra-op threads; raise with its output on failure."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # cached bytecode, as installed
+    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])})
     done = subprocess.run([sys.executable, "-m", "grdnet", *arguments], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"grdnet {arguments[0]} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -242,13 +256,18 @@ def run_anomalib(args: argparse.Namespace, model: str, size: int, data: dict[str
 # ---------------------------------------------------------------------------------------------- table
 
 
-def table_rows(model: str, size: int, results: list[dict[str, Any]], note: str | None) -> list[dict[str, Any]]:
-    """One row per figure: our runs, their mean, anomalib's, and ours / anomalib (higher is better)."""
+def table_rows(model: str, size: int, results: list[dict[str, Any]], note: str | None,
+               peak_gflops: float) -> list[dict[str, Any]]:
+    """One row per figure: our runs, their mean, anomalib's, ours / anomalib (higher is better), the FLOPs per
+    image (training ≈ 3 × the inference forward: forward, and backward at twice its cost) and the share of
+    the measured fp32 matmul peak `peak_gflops` that each side's rate reaches."""
     ours = [r for r in results if r["framework"] == "grdnet"]
     theirs = next((r for r in results if r["framework"] == "anomalib"), None)
     rows = []
     for figure in FIGURES:
         mean = statistics.fmean(r[figure] for r in ours)
+        factor = 3 if figure.startswith("train") else 1
+        our_gflops = factor * ours[0].get("gflops_forward_per_image", float("nan"))
         row: dict[str, Any] = {"model": model, "size": size, "figure": figure.replace("_", " "),
                                "grdnet runs": " / ".join(str(round(r[figure], 2)) for r in ours),
                                "grdnet": round(mean, 2)}
@@ -258,8 +277,76 @@ def table_rows(model: str, size: int, results: list[dict[str, Any]], note: str |
             row.update({"anomalib": f"failed: {theirs['error']}", "ratio": "—"})
         else:
             row.update({"anomalib": round(theirs[figure], 2), "ratio": f"{mean / theirs[figure]:.2f}×"})
+        row["GFLOP/image grdnet"] = float(f"{our_gflops:.3g}")
+        row["share of peak grdnet"] = f"{our_gflops * mean / peak_gflops:.1%}"
+        if theirs is not None and "error" not in theirs:
+            their_gflops = factor * theirs["gflops_forward_per_image"]
+            row["GFLOP/image anomalib"] = float(f"{their_gflops:.3g}")
+            row["share of peak anomalib"] = f"{their_gflops * theirs[figure] / peak_gflops:.1%}"
         rows.append(row)
     return rows
+
+
+def our_forward_gflops(model: str, size: int, quick: bool) -> float:
+    """FLOPs (in G) of our inference forward (`Predictor`'s network) on one 3-channel `size`² image."""
+    from grdnet.config import RunConfig
+    from grdnet.models import build_model
+    from grdnet.tiling import wrap_for_inference
+
+    sections: dict[str, Any] = {"data": {"image_size": [size, size], "channels": 3}}
+    if quick:
+        sections["model"] = QUICK_MODELS[model]
+    cfg = RunConfig.for_model(model, sections)
+    network = wrap_for_inference(build_model(cfg), cfg).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        network(torch.rand(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 GFLOP/s of an n×n matmul with this process's thread count (best of `repeats`)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return round(2 * n**3 / best / 1e9, 1)
+
+
+SECTION_START, SECTION_END = "<!-- side_by_side:start -->", "<!-- side_by_side:end -->"
+
+
+def write_section(path: Path, payload: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Replace (or append) the marked side-by-side section of `path` with the run's table, machine and versions."""
+    from common import markdown_table
+
+    anomalib = next((r["versions"] for r in runs if r.get("framework") == "anomalib" and "versions" in r), None)
+    machine = payload["machine"]
+    lines = [
+        SECTION_START,
+        f"Command: `{payload['command']}`; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {machine['cpu_cores']} cores, {machine['platform']}; grdnet side: "
+        + ", ".join(f"{k} {v}" for k, v in machine.items() if k not in ("cpu_cores", "platform", "gpu"))
+        + (f"; anomalib side: anomalib {anomalib['anomalib']}, torch {anomalib['torch']}" if anomalib else "")
+        + f". Settings: {json.dumps(payload['settings'])}. Measured fp32 matmul peak (2048², same threads): "
+        + " / ".join(str(p) for p in payload["matmul_peak_gflops"]) + " GFLOP/s (start / end).",
+        f"Load during the run: load average {', '.join(f'{x:.1f}' for x in payload['load']['loadavg'])} at the end; "
+        "busiest other processes: " + "; ".join(f"`{line}`" for line in payload["load"]["busiest"][:5]) + ".",
+        "",
+        markdown_table(payload["rows"]),
+        "",
+        payload["note"] or "",
+        SECTION_END,
+    ]
+    text = path.read_text() if path.exists() else ""
+    if SECTION_START in text and SECTION_END in text:
+        head, rest = text.split(SECTION_START, 1)
+        text = head + "\n".join(lines) + rest.split(SECTION_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
 
 
 def load_snapshot() -> dict[str, Any]:

@@ -48,21 +48,31 @@ def test_numbered_subset_copies_seeded_images_with_their_masks(side_by_side, tmp
 
 def test_table_rows_average_our_runs_and_divide_by_anomalib(side_by_side):
     figures = dict.fromkeys(side_by_side.FIGURES, 0)
-    ours = [{"framework": "grdnet", **figures, "train_images_per_s": rate} for rate in (2.0, 4.0)]
-    theirs = {"framework": "anomalib", **{k: 1.0 for k in figures}, "train_images_per_s": 1.5}
-    rows = side_by_side.table_rows("draem", 128, [ours[0], theirs, ours[1]], None)
+    ours = [{"framework": "grdnet", **figures, "train_images_per_s": rate, "gflops_forward_per_image": 10.0}
+            for rate in (2.0, 4.0)]
+    theirs = {"framework": "anomalib", **{k: 1.0 for k in figures}, "train_images_per_s": 1.5,
+              "gflops_forward_per_image": 20.0}
+    rows = side_by_side.table_rows("draem", 128, [ours[0], theirs, ours[1]], None, peak_gflops=100.0)
     train = next(r for r in rows if r["figure"] == "train images per s")
     assert (train["grdnet"], train["anomalib"], train["ratio"], train["grdnet runs"]) == (3.0, 1.5, "2.00×", "2.0 / 4.0")
-    failed = side_by_side.table_rows("draem", 128, [ours[0], {"framework": "anomalib", "error": "boom"}], None)
+    assert (train["GFLOP/image grdnet"], train["share of peak grdnet"]) == (30.0, "90.0%")  # 3 × 10 GFLOP × 3 img/s
+    assert (train["GFLOP/image anomalib"], train["share of peak anomalib"]) == (60.0, "90.0%")
+    failed = side_by_side.table_rows("draem", 128, [ours[0], {"framework": "anomalib", "error": "boom"}], None, 100.0)
     assert all(r["ratio"] == "—" and "boom" in r["anomalib"] for r in failed)
 
 
 def test_quick_runs_our_commands_and_notes_anomalib_skipped(side_by_side, tmp_path):
-    out = tmp_path / "out"
-    assert side_by_side.main(["--quick", "--models", "ganomaly", "--work", str(tmp_path / "w"), "--out", str(out)]) == 0
+    out, page = tmp_path / "out", tmp_path / "BENCHMARKS.md"
+    page.write_text(f"# before\n{side_by_side.SECTION_START}\nold table\n{side_by_side.SECTION_END}\n# after\n")
+    assert side_by_side.main(["--quick", "--models", "ganomaly", "--work", str(tmp_path / "w"), "--out", str(out),
+                              "--benchmarks-md", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("# before\n") and text.endswith("# after\n") and "old table" not in text
+    assert "| ganomaly | 64 | train images per s |" in text and "torch" in text and "load average" in text
     report = json.loads((out / "side_by_side_quick.json").read_text())
     assert "anomalib not run" in report["note"]
     assert [r["figure"] for r in report["rows"]] == ["train images per s", "test images per s", "predict images per s"]
-    assert all(r["grdnet"] > 0 and r["anomalib"] == "—" for r in report["rows"])
+    assert all(r["grdnet"] > 0 and r["anomalib"] == "—" and r["GFLOP/image grdnet"] > 0 for r in report["rows"])
+    assert all(peak > 0 for peak in report["matmul_peak_gflops"])
     (run,) = report["runs"]
     assert run["n_test"] == run["n_predicted"] == 29 and len(run["epoch_seconds"]) == 2
