@@ -177,7 +177,7 @@ def run_ours(args: argparse.Namespace, model: str, size: int, data: dict[str, Pa
     train = ["train", "--model", model, "--data-root", str(data["root"]), "--category", str(data["category"]),
              "--image-size", str(size), "--channels", "3", "--epochs", str(args.epochs),
              "--batch-size", str(args.batch_size), "--device", "cpu", "--precision", "fp32",
-             "--output", str(run_dir), "--quiet"]
+             "--output", str(run_dir), "--quiet", "--profile", "paper"]  # paper: the method's own network, as anomalib's
     if model == "draem" and not args.quick:
         train += ["--texture", "folder", "--texture-dir", str(args.dtd)]
     if args.quick:
