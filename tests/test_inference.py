@@ -55,6 +55,19 @@ def test_importing_inference_pulls_in_no_training_code():
     assert done.stdout.strip() == "[]"
 
 
+def test_channels_last_predicts_what_the_contiguous_layout_predicts(trained):
+    loaded = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
+    nhwc = Predictor(loaded.model.model, loaded.cfg.updated({"train.channels_last": True}), loaded.threshold, loaded.device, False)
+    weights = [m.weight for m in nhwc.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    nchw = Predictor(loaded.model.model, loaded.cfg.updated({"train.channels_last": False}), loaded.threshold, loaded.device, False)
+    assert all(w.is_contiguous() for w in weights)
+    batch = torch.rand(2, 3, 64, 64)
+    a, b = nhwc.predict(batch), nchw.predict(batch)
+    np.testing.assert_allclose(a.smoothed_map, b.smoothed_map, atol=1e-5)
+    np.testing.assert_allclose(a.score, b.score, atol=1e-5)
+
+
 def test_arrays_of_any_kind_are_accepted(trained):
     predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
     gray8 = np.random.default_rng(0).integers(0, 255, (80, 100), dtype=np.uint8)

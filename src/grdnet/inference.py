@@ -35,7 +35,8 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, threshold: float, device: torch.device, bf16: bool,
                  source: str = "") -> None:
-        self.model = wrap_for_inference(model, cfg).eval().to(device)
+        memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model = wrap_for_inference(model, cfg).eval().to(device, memory_format=memory_format)
         self.cfg = cfg
         self.threshold = float(threshold)
         self.device = device
@@ -90,7 +91,7 @@ class Predictor:
         batch, derived = self.prepare(images)
         batch = batch.to(self.device, non_blocking=True)
         region = torch.from_numpy(inspected_region(derived if valid is None else valid, roi)).to(self.device)
-        if self.device.type == "cuda" and self.cfg.train.channels_last:
+        if self.cfg.train.channels_last:  # NHWC: faster convolutions on CPUs (oneDNN) and GPUs alike
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.bf16):
             out = self.model(batch, region)

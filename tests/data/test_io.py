@@ -149,7 +149,7 @@ def test_truncated_and_missing_files_raise_data_error(tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     path = _save(tmp_path, "t.png", Image.fromarray(pixels))
     path.write_bytes(path.read_bytes()[:2000])
-    assert probe_image(path, decode=False) == (64, 64)
+    assert probe_image(path, check_truncation=False) == (64, 64)
     with pytest.raises(UnreadableImageError, match=r"t\.png: cannot read image") as caught:
         read_image(path, 3)
     assert isinstance(caught.value, DataError) and caught.value.path == path
@@ -167,3 +167,20 @@ def test_is_image_file(tmp_path):
     assert not is_image_file(tmp_path / "notes.txt")
     assert not is_image_file(tmp_path / "._a.png")
     assert not is_image_file(tmp_path / "Thumbs.db")
+
+
+def test_truncation_check_reads_end_markers_not_pixels(tmp_path, monkeypatch):
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    png, jpg, bmp = (_save(tmp_path, name, Image.fromarray(pixels)) for name in ("a.png", "a.jpg", "a.bmp"))
+    cut_jpg = tmp_path / "cut.jpg"
+    cut_jpg.write_bytes(jpg.read_bytes()[:-200])
+    assert probe_image(bmp) == (48, 64)  # no end marker to look for: decoded
+    with pytest.raises(UnreadableImageError, match=r"cut\.jpg: cannot read image"):
+        probe_image(cut_jpg)
+
+    def no_decoding(self):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", no_decoding)
+    assert probe_image(png) == probe_image(jpg) == (48, 64)

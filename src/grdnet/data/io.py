@@ -48,11 +48,31 @@ def _unreadable(path: Path, error: Exception) -> UnreadableImageError:
     )
 
 
-def probe_image(path: Path, decode: bool = True) -> tuple[int, int]:
-    """(width, height) of an image file; with `decode` the pixels are fully decoded to catch truncation."""
+_END_MARKERS = {".png": b"IEND\xaeB`\x82", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
+"""The bytes a complete PNG (IEND chunk) or JPEG (end-of-image marker) file ends with."""
+_TAIL_BYTES = 64
+
+
+def _has_end_marker(path: Path) -> bool:
+    """True when a PNG / JPEG file's last bytes hold its end marker (a cut file has none); False for other types."""
+    marker = _END_MARKERS.get(path.suffix.lower())
+    if marker is None:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(max(0, handle.seek(0, 2) - _TAIL_BYTES))
+        return marker in handle.read()
+
+
+def probe_image(path: Path, check_truncation: bool = True) -> tuple[int, int]:
+    """(width, height) of an image file from its header.
+
+    With `check_truncation` a cut file is rejected too: PNG and JPEG files by their end marker (no decoding),
+    other files (or ones whose marker is not among the last bytes) by decoding the pixels. Damage inside a
+    complete PNG / JPEG file is found when the image is read.
+    """
     try:
         with Image.open(path) as img:
-            if decode:
+            if check_truncation and not _has_end_marker(Path(path)):
                 img.load()
             return img.size
     except Exception as error:  # Pillow raises many types for corrupt files

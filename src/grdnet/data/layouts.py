@@ -446,18 +446,18 @@ class _RoiSource:
 # ---------------------------------------------------------------------------------------------- file checks
 
 
-def _probe(path: Path, decode: bool) -> tuple[int, int] | UnreadableImageError:
+def _probe(path: Path, check_truncation: bool) -> tuple[int, int] | UnreadableImageError:
     try:
-        return probe_image(path, decode)
+        return probe_image(path, check_truncation)
     except UnreadableImageError as error:
         return error
 
 
-def _probe_all(paths: list[Path], decode: bool) -> dict[Path, tuple[int, int] | UnreadableImageError]:
-    """Size (or the read error) of every file; decoding runs in threads (Pillow releases the GIL)."""
+def _probe_all(paths: list[Path], check_truncation: bool) -> dict[Path, tuple[int, int] | UnreadableImageError]:
+    """Size (or the read error) of every file; in threads (Pillow releases the GIL while decoding)."""
     workers = min(16, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(paths, pool.map(lambda p: _probe(p, decode), paths)))
+        return dict(zip(paths, pool.map(lambda p: _probe(p, check_truncation), paths)))
 
 
 def _files(sample: Sample) -> list[Path]:
@@ -465,11 +465,12 @@ def _files(sample: Sample) -> list[Path]:
 
 
 def _check_files(
-    groups: list[list[Sample]], shared: set[Path], decode: list[bool], skip_unreadable: bool
+    groups: list[list[Sample]], shared: set[Path], check_truncation: list[bool], skip_unreadable: bool
 ) -> list[list[Sample]]:
-    """Read every file (headers, or a full decode for the groups whose `decode` is True); drop or reject
-    unreadable ones; check sizes."""
-    paths = list(dict.fromkeys(p for group, full in zip(groups, decode) if full for s in group for p in _files(s)))
+    """Read every file (headers, plus the truncation check of `probe_image` for the groups whose
+    `check_truncation` is True); drop or reject unreadable ones; check sizes."""
+    paths = list(dict.fromkeys(
+        p for group, full in zip(groups, check_truncation) if full for s in group for p in _files(s)))
     results = _probe_all(paths, True)
     headers = [p for group in groups for s in group for p in _files(s) if p not in results]
     results.update(_probe_all(list(dict.fromkeys(headers)), False))
@@ -569,8 +570,8 @@ def index_dataset(cfg: DataConfig, check_images: bool = True, decode_training: b
 
     Raises `DataError` for any problem with the files (missing folders, stray files, missing or
     orphan masks/ROIs, size mismatches, unreadable images unless `cfg.skip_unreadable`).
-    `check_images=False` reads only image headers instead of decoding every file; `decode_training=False`
-    decodes the test files only (for `grdnet test`: the training files are listed, and read by header).
+    `check_images=False` reads only image headers, without the truncation check; `decode_training=False`
+    checks the test files only (for `grdnet test`: the training files are listed, and read by header).
     """
     found = _folder_layout(cfg) if cfg.layout == "folder" else _standard_layout(cfg)
     known = _known_defects(cfg.known_defects) if cfg.known_defects is not None else []
