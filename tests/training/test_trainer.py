@@ -210,7 +210,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one_and_says_so(make_config,
             raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 128 vs 64")
         real_save(state, handle)
 
-    monkeypatch.setattr(checkpoint.torch, "save", fail_third)
+    monkeypatch.setattr(torch, "save", fail_third)  # checkpoint imports torch when saving
     with pytest.raises(CheckpointError, match=r"cannot write the checkpoint .*the previous (best|last).pt is kept unchanged"):
         Trainer(cfg, show_progress=False).fit()
     monkeypatch.undo()
