@@ -22,9 +22,7 @@ from grdnet.predictions_io import (
     Prediction,
     build_prediction,
     inspected_region,
-    list_images,
-    with_progress,
-    write_predictions,
+    predict_folder,
 )
 from grdnet.runtime import autocast, resolve_device, uses_bf16
 from grdnet.tiling import wrap_for_inference
@@ -127,9 +125,8 @@ class Predictor:
         (+ `overlays/*.png`, + `predictions.json`), see `grdnet.predictions_io.write_predictions`; `on_records`
         gets each batch's records as they are written. `show_progress` draws a progress bar (batches) on a
         terminal's stderr. Returns the CSV path."""
-        paths = list_images(folder, exclude=output_dir)
-        batches = with_progress(self.predict_files(paths, batch_size), -(-len(paths) // batch_size), show_progress)
-        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output, on_records)
+        return predict_folder(self.predict_files, self.threshold, folder, output_dir, batch_size, overlays, json_output,
+                              on_records, show_progress)
 
 
 def _is_batch(array: np.ndarray) -> bool:

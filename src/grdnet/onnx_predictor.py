@@ -21,9 +21,7 @@ from grdnet.predictions_io import (
     Prediction,
     build_prediction,
     inspected_region,
-    list_images,
-    with_progress,
-    write_predictions,
+    predict_folder,
 )
 
 FORMAT = "grdnet-onnx-v2"
@@ -105,9 +103,8 @@ class OnnxPredictor:
                        json_output: bool = False, on_records: Callable[[list[dict]], None] | None = None,
                        show_progress: bool = False) -> Path:
         """Same outputs as `Predictor.predict_folder` (`scores.csv`, overlays, `predictions.json`); returns the CSV path."""
-        paths = list_images(folder, exclude=output_dir)
-        batches = with_progress(self.predict_files(paths, batch_size), -(-len(paths) // batch_size), show_progress)
-        return write_predictions(batches, folder, output_dir, self.threshold, overlays, json_output, on_records)
+        return predict_folder(self.predict_files, self.threshold, folder, output_dir, batch_size, overlays, json_output,
+                              on_records, show_progress)
 
 
 def _checked_metadata(path: Path, meta: dict[str, str], input_shape: list) -> tuple[dict, float, tuple[int, int], str, int]:

@@ -133,6 +133,18 @@ def with_progress(batches: Iterable[T], count: int, show: bool) -> Iterable[T]:
     return track(batches, description="predicting", total=count, transient=True, console=Console(stderr=True))
 
 
+def predict_folder(predict_files: Callable[[list[Path], int], Iterable[tuple[Sequence[Path], np.ndarray, Prediction]]],
+                   threshold: float, folder: Path, output_dir: Path, batch_size: int = 32, overlays: bool = True,
+                   json_output: bool = False, on_records: Callable[[list[dict]], None] | None = None,
+                   show_progress: bool = False) -> Path:
+    """Predict every image under `folder` (recursively, never inside `output_dir`) in batches with
+    `predict_files(paths, batch_size)` (either predictor's) and write them with `write_predictions`; `on_records`
+    gets each batch's records as they are written, `show_progress` draws a progress bar. Returns the CSV path."""
+    paths = list_images(folder, exclude=output_dir)
+    batches = with_progress(predict_files(paths, batch_size), -(-len(paths) // batch_size), show_progress)
+    return write_predictions(batches, folder, output_dir, threshold, overlays, json_output, on_records)
+
+
 def write_predictions(batches: Iterable[tuple[Sequence[Path], np.ndarray, Prediction]], folder: Path,
                       output_dir: Path, threshold: float, overlays: bool = True, json_output: bool = False,
                       on_records: Callable[[list[dict]], None] | None = None) -> Path:

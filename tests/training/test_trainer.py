@@ -198,7 +198,6 @@ def test_unwritable_output_and_full_disk_are_refused_before_training(make_config
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one_and_says_so(make_config, monkeypatch):
-    from grdnet import checkpoint
     from grdnet.errors import CheckpointError
 
     cfg = make_config("full_disk", epochs=2)
