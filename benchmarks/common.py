@@ -155,9 +155,9 @@ def evaluate_checkpoint(checkpoint: Path, cfg: RunConfig, use_test_rois: bool = 
     index = index_dataset(cfg.data)
     evaluation = evaluate_samples(predictor, index.test, use_rois=use_test_rois)
     metrics = evaluation.metrics
-    row = {k: _round(v) for k, v in metrics.items() if k in REPORTED or k.startswith("image_AUROC_")}
+    row = {k: rounded(v) for k, v in metrics.items() if k in REPORTED or k.startswith("image_AUROC_")}
     means = mean_scores_by_type(evaluation.records)
-    row.update({f"mean_score_{t}": _round(means.get(t, float("nan"))) for t in score_types})
+    row.update({f"mean_score_{t}": rounded(means.get(t, float("nan"))) for t in score_types})
     return row
 
 
@@ -169,7 +169,8 @@ def mean_scores_by_type(records: list[dict[str, Any]]) -> dict[str, float]:
     return {kind: sum(values) / len(values) for kind, values in scores.items()}
 
 
-def _round(value: Any) -> Any:
+def rounded(value: Any) -> Any:
+    """`value` rounded to 4 decimals when it is a float (for result tables); anything else unchanged."""
     return round(value, 4) if isinstance(value, float) else value
 
 

@@ -48,6 +48,7 @@ from common import (
     markdown_table,
     publish,
     quick_dataset,
+    rounded,
     shared_data_dir,
 )
 
@@ -94,9 +95,9 @@ def evaluate(checkpoint: Path, samples: list[Sample]) -> dict[str, Any]:
     labels = np.array([r["counted_label"] for r in result.records])
     metrics = {**result.metrics, "F1_max": f1_max(scores, labels)["F1_max_oracle"]}
     per_type = {kind: entry["image_AUROC"] for kind, entry in metrics.get("per_defect_type", {}).items()}
-    return {**{k: _round(metrics.get(k)) for k in REPORTED}, "threshold": _round(predictor.threshold),
-            "per_type": {k: _round(v) for k, v in per_type.items()},
-            "scores": {Path(r["path"]).parent.name + "/" + Path(r["path"]).name: _round(r["score"]) for r in result.records}}
+    return {**{k: rounded(metrics.get(k)) for k in REPORTED}, "threshold": rounded(predictor.threshold),
+            "per_type": {k: rounded(v) for k, v in per_type.items()},
+            "scores": {Path(r["path"]).parent.name + "/" + Path(r["path"]).name: rounded(r["score"]) for r in result.records}}
 
 
 def staged_run(cfg: RunConfig, minutes: list[float], samples: list[Sample]) -> list[dict[str, Any]]:
@@ -173,10 +174,6 @@ def update_benchmarks_md(table: list[dict[str, Any]], command: str, plot_path: P
     ])
     start, end = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])
     doc.write_text(text[:start] + body + text[end:])
-
-
-def _round(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value
 
 
 def parse_set(text: str) -> tuple[str, Any]:
