@@ -44,3 +44,15 @@ def checkpoint_round_trip(checkpoint: Path, cfg: RunConfig, size: tuple[int, int
     with torch.no_grad():
         expected = wrap_for_inference(model, cfg).eval()(images)
     return predictor, expected, predictor.predict(images)
+
+
+def load_benchmark(name: str, monkeypatch):
+    """The module of `benchmarks/NAME.py`, freshly executed, with `benchmarks/` on sys.path (for its `common`)."""
+    import importlib.util
+
+    benchmarks = REPO / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    spec = importlib.util.spec_from_file_location(name, benchmarks / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,20 +1,11 @@
 """benchmarks/real_data.py: the development/evaluation split rule and the quick mode end to end."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 from grdnet.data import Sample
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("real_data", BENCHMARKS / "real_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from support import load_benchmark
 
 
 def _samples():
@@ -24,7 +15,7 @@ def _samples():
 
 
 def test_development_split_takes_a_third_of_each_type_by_seeded_hash(monkeypatch):
-    real_data = load(monkeypatch)
+    real_data = load_benchmark("real_data", monkeypatch)
     samples = _samples()
     dev, ev = real_data.development_split(samples, seed=0)
     count = lambda part, kind: sum(s.defect_type == kind for s in part)  # noqa: E731
@@ -37,7 +28,7 @@ def test_development_split_takes_a_third_of_each_type_by_seeded_hash(monkeypatch
 
 
 def test_quick_mode_trains_both_methods_in_stages_and_plots(tmp_path, monkeypatch, capsys):
-    real_data = load(monkeypatch)
+    real_data = load_benchmark("real_data", monkeypatch)
     assert real_data.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out")]) == 0
     payload = json.loads((tmp_path / "out" / "real_data_quick.json").read_text())
     runs = payload["runs"]

