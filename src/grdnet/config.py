@@ -133,6 +133,8 @@ class ModelConfig(_Section):
     latent_dim: int = Field(2048, ge=1)
     """DRAE: size of the dense latent vector."""
     upsample: Literal["transpose", "resize"] = "transpose"
+    stages: int = Field(5, ge=2, le=7)
+    """GRD-Net: encoder stages of the generator and discriminator; the latent grid is at 1/2**stages."""
     segmenter_width: int = Field(64, ge=4)
     segmenter_levels: int = Field(4, ge=1, le=6)
     segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid"

@@ -53,6 +53,18 @@ def test_crae_latent_at_256_is_32x8x8():
     assert z.shape == (1, 32, 8, 8)
 
 
+def test_stages_set_the_latent_grid_of_generator_and_discriminator():
+    """3 stages keep the latent at 1/8 (8×8 on a 64² tile) instead of the default 1/32 (2×2)."""
+    cfg = RunConfig.model_validate({"data": {"image_size": [64, 64]},
+                                    "model": {"base_width": 4, "max_width": 8, "latent_channels": 5, "stages": 3,
+                                              "segmenter_width": 4}})
+    model = build_model(cfg)
+    out = model.generator(torch.rand(2, 3, 64, 64))
+    assert out["z"].shape == out["z_hat"].shape == (2, 5, 8, 8)
+    assert out["reconstruction"].shape == (2, 3, 64, 64)
+    assert model.discriminator(torch.rand(2, 3, 64, 64))[0].shape[-2:] == (8, 8)
+
+
 def test_forward_runs_only_inference_parts():
     model = tiny_model().eval()
     called = []

@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
 NUM_STAGES = 5
-"""Encoder stages: the latent grid is at 1/32 of the input resolution."""
-"""`model.extra` keys GRD-Net reads: `norm` = "group" (default) | "batch" | "instance"."""
+"""Default encoder stages (the paper's): the latent grid is at 1/2**stages = 1/32 of the input resolution.
+`model.extra` keys GRD-Net reads: `norm` = "group" (default) | "batch" | "instance"."""
 
 
-def _latent_grid(image_size: tuple[int, int]) -> tuple[int, int]:
+def _latent_grid(image_size: tuple[int, int], stages: int) -> tuple[int, int]:
     height, width = image_size
-    return height // 2**NUM_STAGES, width // 2**NUM_STAGES
+    return height // 2**stages, width // 2**stages
 
 
 def _latent_encoder(
@@ -44,21 +44,22 @@ def _latent_encoder(
     bottleneck: str,
     latent_channels: int,
     latent_dim: int,
+    stages: int,
     norm: NormKind,
 ) -> nn.Sequential:
     """Residual encoder + bottleneck: (B, C, H, W) → z.
 
-    CRAE: z = 1×1 conv at 1/32 resolution, (B, latent_channels, H/32, W/32).
+    CRAE: z = 1×1 conv at 1/2**stages resolution, (B, latent_channels, H/2**stages, W/2**stages).
     DRAE: the same 1×1 conv, then flatten → linear → z (B, latent_dim); the 1×1 reduction keeps the linear
-    layer at latent_channels·(H/32)·(W/32) × latent_dim (2048 × 2048 at 256²).
+    layer at latent_channels·(H/32)·(W/32) × latent_dim (2048 × 2048 at 256², 5 stages).
     """
-    encoder = ResidualEncoder(in_channels, base_width, max_width, NUM_STAGES, norm=norm)
+    encoder = ResidualEncoder(in_channels, base_width, max_width, stages, norm=norm)
     layers: list[tuple[str, nn.Module]] = [
         ("features", encoder),
         ("to_latent", nn.Conv2d(encoder.out_channels, latent_channels, 1)),
     ]
     if bottleneck == "drae":
-        grid_h, grid_w = _latent_grid(image_size)
+        grid_h, grid_w = _latent_grid(image_size, stages)
         layers += [("flatten", nn.Flatten(1)), ("dense", nn.Linear(latent_channels * grid_h * grid_w, latent_dim))]
     return nn.Sequential(OrderedDict(layers))
 
@@ -72,18 +73,19 @@ def _latent_decoder(
     latent_channels: int,
     latent_dim: int,
     upsample: Literal["transpose", "resize"],
+    stages: int,
     norm: NormKind,
 ) -> nn.Sequential:
     """z → x̂ (B, C, H, W) in [0, 1]; DRAE first maps the vector back to a latent_channels grid."""
     layers: list[tuple[str, nn.Module]] = []
     if bottleneck == "drae":
-        grid_h, grid_w = _latent_grid(image_size)
+        grid_h, grid_w = _latent_grid(image_size, stages)
         layers += [
             ("dense", nn.Linear(latent_dim, latent_channels * grid_h * grid_w)),
             ("unflatten", nn.Unflatten(1, (latent_channels, grid_h, grid_w))),
         ]
     decoder = ResidualDecoder(
-        latent_channels, out_channels, base_width, max_width, NUM_STAGES, upsample=upsample, norm=norm
+        latent_channels, out_channels, base_width, max_width, stages, upsample=upsample, norm=norm
     )
     layers.append(("image", decoder))
     return nn.Sequential(OrderedDict(layers))
@@ -102,13 +104,14 @@ class Generator(nn.Module):
         latent_channels: int = 32,
         latent_dim: int = 2048,
         upsample: Literal["transpose", "resize"] = "transpose",
+        stages: int = NUM_STAGES,
         norm: NormKind = "group",
     ) -> None:
         super().__init__()
         latent = (image_size, base_width, max_width, bottleneck, latent_channels, latent_dim)
-        self.encoder1 = _latent_encoder(in_channels, *latent, norm=norm)
-        self.decoder = _latent_decoder(in_channels, *latent, upsample=upsample, norm=norm)
-        self.encoder2 = _latent_encoder(in_channels, *latent, norm=norm)
+        self.encoder1 = _latent_encoder(in_channels, *latent, stages=stages, norm=norm)
+        self.decoder = _latent_decoder(in_channels, *latent, upsample=upsample, stages=stages, norm=norm)
+        self.encoder2 = _latent_encoder(in_channels, *latent, stages=stages, norm=norm)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """x (B, C, H, W) in [0, 1] → reconstruction (B, C, H, W) in [0, 1], z and z_hat (same shape)."""
@@ -118,13 +121,19 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Residual encoder; (B, C, H, W) → (features (B, F, H/32, W/32), logit (B,)) — logit > 0 means real."""
+    """Residual encoder; (B, C, H, W) → (features (B, F, H/2**stages, W/2**stages), logit (B,)) — logit > 0
+    means real."""
 
     def __init__(
-        self, in_channels: int = 3, base_width: int = 64, max_width: int = 512, norm: NormKind = "group"
+        self,
+        in_channels: int = 3,
+        base_width: int = 64,
+        max_width: int = 512,
+        stages: int = NUM_STAGES,
+        norm: NormKind = "group",
     ) -> None:
         super().__init__()
-        self.encoder = ResidualEncoder(in_channels, base_width, max_width, NUM_STAGES, norm=norm)
+        self.encoder = ResidualEncoder(in_channels, base_width, max_width, stages, norm=norm)
         self.classifier = nn.Linear(self.encoder.out_channels, 1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -153,7 +162,9 @@ class Segmenter(nn.Module):
 class GRDNet(nn.Module):
     """GRD-Net: `generator` (E1, decoder, E2), `discriminator`, `segmenter`.
 
-    Image sides must be multiples of 32 (and of 2**segmenter_levels); non-square sizes are fine. The DRAE
+    Image sides must be multiples of 2**stages (32 by default) and of 2**segmenter_levels; non-square sizes
+    are fine. `stages` sets the generator's and discriminator's depth: fewer stages keep a finer latent grid
+    (1/8 at 3 stages), which a small tile needs for x̂ to carry its texture. The DRAE
     bottleneck's linear layers are sized for `image_size`; CRAE works at any valid size.
     """
 
@@ -173,17 +184,18 @@ class GRDNet(nn.Module):
         segmenter_width: int = 64,
         segmenter_levels: int = 4,
         segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid",
+        stages: int = NUM_STAGES,
         norm: NormKind = "group",
     ) -> None:
         super().__init__()
         if bottleneck not in ("crae", "drae"):
             raise ConfigError(f"model.bottleneck: unknown value {bottleneck!r}; use 'crae' or 'drae'")
-        check_model_size(image_size, NUM_STAGES, segmenter_levels, "GRD-Net")
+        check_model_size(image_size, stages, segmenter_levels, "GRD-Net")
         self.image_size = tuple(image_size)
         self.generator = Generator(
-            in_channels, image_size, base_width, max_width, bottleneck, latent_channels, latent_dim, upsample, norm
+            in_channels, image_size, base_width, max_width, bottleneck, latent_channels, latent_dim, upsample, stages, norm
         )
-        self.discriminator = Discriminator(in_channels, base_width, max_width, norm)
+        self.discriminator = Discriminator(in_channels, base_width, max_width, stages, norm)
         self.segmenter = Segmenter(in_channels, segmenter_width, segmenter_levels, segmenter_output, norm)
         self.apply(init_weights)
 
@@ -204,6 +216,7 @@ class GRDNet(nn.Module):
             segmenter_width=model.segmenter_width,
             segmenter_levels=model.segmenter_levels,
             segmenter_output=model.segmenter_output,
+            stages=model.stages,
             norm=norm,
         )
 
