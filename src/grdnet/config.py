@@ -106,6 +106,9 @@ class SynthesisConfig(_Section):
     local_share: float = Field(0.5, ge=0.0, le=1.0)
     """With local_extent: the share of anomalies confined that way (the others spread as usual), so both small
     marks and large defects are taught."""
+    stroke_share: float = Field(0.0, ge=0.0, le=1.0)
+    """With local_extent: the share of the local anomalies drawn as one thin curved stroke (scratches, cracks:
+    1–3 px wide, 2·lo to 4·hi of local_extent long) instead of a blob."""
     rotation_degrees: float = Field(90.0, ge=0.0, le=180.0)
     """Clean images (and their ROI) are rotated by a random angle in [-r, r] before synthesis; 0 = off."""
 

@@ -201,3 +201,23 @@ def test_local_extent_is_validated():
 
     with pytest.raises(ValueError, match="local_extent"):
         SynthesisConfig(local_extent=(8.0, 2.0))
+
+
+def test_stroke_share_draws_thin_strokes_and_zero_keeps_the_old_anomalies():
+    """stroke_share 1 turns every local anomaly into a stroke; 0 (the default) leaves the synthesis unchanged."""
+    from grdnet.config import SynthesisConfig
+    from grdnet.synthesis import AnomalySynthesizer
+
+    images = torch.rand(32, 1, 96, 96, generator=torch.Generator().manual_seed(1))
+    base = dict(texture="self", probability=1.0, local_extent=(3.0, 8.0), local_share=1.0)
+    blobs = AnomalySynthesizer(SynthesisConfig(**base), (96, 96), 1, "cpu")
+    unchanged = AnomalySynthesizer(SynthesisConfig(**base, stroke_share=0.0), (96, 96), 1, "cpu")
+    strokes = AnomalySynthesizer(SynthesisConfig(**base, stroke_share=1.0), (96, 96), 1, "cpu")
+    first = blobs(images, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(first, unchanged(images, torch.Generator().manual_seed(0))))
+    _, masks, _ = strokes(images, torch.Generator().manual_seed(0))
+    assert (masks.flatten(1).amax(1) == 1).all()
+    thin = masks[:, 0]
+    # a stroke is at most 3 px wide: no pixel has a full 5×5 neighbourhood of stroke pixels
+    assert torch.nn.functional.avg_pool2d(thin[:, None], 5, stride=1).amax() < 1.0
+    assert torch.nn.functional.avg_pool2d(first[1][:, :1], 5, stride=1).amax() == 1.0  # blobs do have one

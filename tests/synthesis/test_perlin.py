@@ -78,3 +78,25 @@ def test_cuda_generator():
     masks = perlin_masks(4, 64, 64, gen(0, "cuda"), "cuda")
     assert masks.device.type == "cuda"
     assert (masks.sum(dim=(1, 2, 3)) > 0).all()
+
+
+def test_stroke_masks_are_thin_curves_of_the_asked_length():
+    """Each stroke is non-empty, a few pixels wide (area ≈ length × width) and spans about its length."""
+    import numpy as np
+    from scipy import ndimage
+
+    from grdnet.synthesis.perlin import stroke_masks
+
+    masks = stroke_masks(64, 96, 96, (20.0, 30.0), (1.0, 3.0), torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert masks.shape == (64, 1, 96, 96) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    area = masks.flatten(1).sum(1)
+    assert (area >= 1).all()
+    for mask in masks[:, 0].numpy():
+        ys, xs = mask.nonzero()
+        if ys.size < 10:  # mostly outside the image
+            continue
+        extent = max(np.ptp(ys), np.ptp(xs))
+        assert extent <= 31  # never longer than the longest asked length
+        assert ys.size <= 3.5 * 31  # thin: at most ~3 px wide along its length
+        assert ndimage.label(mask, structure=np.ones((3, 3)))[1] == 1  # one connected curve, no gaps
+    assert (area > 0).float().mean() == 1.0 and area.median() >= 20  # most lie well inside the image

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from grdnet.config import SynthesisConfig
-from grdnet.synthesis.perlin import local_windows, perlin_masks
+from grdnet.synthesis.perlin import local_windows, perlin_masks, stroke_masks
 from grdnet.synthesis.textures import augment_textures, make_texture_source
 
 
@@ -18,6 +18,10 @@ def blend(images: Tensor, textures: Tensor, masks: Tensor, beta: Tensor) -> Tens
     """
     beta = beta.view(-1, 1, 1, 1)
     return images * (1 - masks) + (1 - beta) * textures * masks + beta * images * masks
+
+
+STROKE_THICKNESS = (1.0, 3.0)
+"""Width range of stroke anomalies in pixels (thin cracks and scratches at the working resolution)."""
 
 
 class AnomalySynthesizer:
@@ -59,6 +63,11 @@ class AnomalySynthesizer:
             empty = local.flatten(1).amax(1) == 0
             chosen = torch.rand(batch, generator=generator, device=device) < cfg.local_share
             local = torch.where(empty.view(-1, 1, 1, 1), windows, local)
+            if cfg.stroke_share > 0:
+                lo, hi = cfg.local_extent
+                strokes = stroke_masks(batch, height, width, (2 * lo, 4 * hi), STROKE_THICKNESS, generator, device)
+                drawn = torch.rand(batch, generator=generator, device=device) < cfg.stroke_share
+                local = torch.where(drawn.view(-1, 1, 1, 1), strokes, local)
             masks = torch.where(chosen.view(-1, 1, 1, 1), local, masks)
         masks = masks * labels.view(-1, 1, 1, 1)
         textures = augment_textures(self.texture_source(images, generator), cfg.texture_augmentations, generator)

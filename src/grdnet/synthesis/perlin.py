@@ -141,6 +141,37 @@ def local_windows(
     return inside.float().unsqueeze(1)
 
 
+def stroke_masks(
+    batch: int, height: int, width: int, length: tuple[float, float], thickness: tuple[float, float],
+    generator: torch.Generator, device: torch.device, points: int = 48,
+) -> Tensor:
+    """One thin curved stroke per sample (B, 1, H, W) in {0, 1}: scratches and cracks.
+
+    A quadratic Bézier curve from a uniform start point in a uniform direction, its length uniform in `length`
+    pixels, bent by a control point up to a third of the length off the chord, drawn `thickness` pixels wide
+    (uniform in that range) by the distance of each pixel centre to `points` samples along it; never empty.
+    """
+    params = torch.rand(batch, 6, generator=generator, device=device)
+    start = torch.stack((params[:, 0] * height, params[:, 1] * width), dim=1)  # (B, 2) as (y, x)
+    angle = params[:, 2] * 2 * math.pi
+    span = length[0] + (length[1] - length[0]) * params[:, 3]
+    direction = torch.stack((torch.sin(angle), torch.cos(angle)), dim=1)
+    normal = torch.stack((direction[:, 1], -direction[:, 0]), dim=1)
+    end = start + span.unsqueeze(1) * direction
+    bend = ((params[:, 4] * 2 - 1) * span / 3).unsqueeze(1)
+    control = (start + end) / 2 + bend * normal
+    t = torch.linspace(0.0, 1.0, points, device=device).view(1, -1, 1)
+    curve = (1 - t) ** 2 * start.unsqueeze(1) + 2 * (1 - t) * t * control.unsqueeze(1) + t**2 * end.unsqueeze(1)
+    ys = torch.arange(height, device=device, dtype=torch.float32) + 0.5
+    xs = torch.arange(width, device=device, dtype=torch.float32) + 0.5
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).view(1, -1, 2)  # (1, H·W, 2)
+    nearest = torch.cdist(grid.expand(batch, -1, -1), curve).amin(dim=2)  # (B, H·W)
+    half = (thickness[0] + (thickness[1] - thickness[0]) * params[:, 5]).unsqueeze(1) / 2
+    # at least 0.75 px: the centre of the pixel holding the start point (≤ 0.71 px away) is always drawn
+    inside = (nearest <= half.clamp(min=0.75)).view(batch, height, width)
+    return inside.float().unsqueeze(1)
+
+
 def perlin_masks(
     batch: int,
     height: int,
