@@ -105,3 +105,24 @@ def test_cli_export_and_onnxruntime_predict(trained, builtin_category, tmp_path)
     assert [r["path"] for r in rows] == [r["path"] for r in records]
     assert all(json.loads(row["regions"]) == record["regions"] for row, record in zip(rows, records))
     assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == len(rows)
+
+
+def test_parity_runs_the_model_in_eval_mode_after_export(tmp_path):
+    """The exporter restores the traced wrapper's mode recursively; BatchNorm must stay on running statistics."""
+    import torch
+
+    from grdnet.export import _inference_graph
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4)).eval()
+
+    class Outputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x, region):
+            return {"anomaly_map": self.net(x).mean(1, keepdim=True)}
+
+    graph = _inference_graph(Outputs(), ["anomaly_map"])
+    torch.onnx.export(graph, (torch.rand(2, 1, 8, 8), torch.ones(2, 1, 8, 8)), str(tmp_path / "m.onnx"), dynamo=False)
+    assert not model.training and not model[1].training

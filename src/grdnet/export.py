@@ -128,7 +128,9 @@ def _inference_graph(model: nn.Module, names: list[str]) -> nn.Module:
             out = self.model(x, region)
             return tuple(out[name] for name in names)
 
-    return InferenceGraph()
+    # In eval mode: the exporter restores the wrapper's mode recursively after tracing, and a wrapper left in
+    # training mode would put the model's BatchNorm layers back on batch statistics for everything after it.
+    return InferenceGraph().eval()
 
 
 def _check_other_size(model: nn.Module, cfg: RunConfig) -> None:
@@ -186,7 +188,7 @@ def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str
     region = torch.ones(images.shape[0], 1, *images.shape[-2:])
     got = dict(zip(names, session.run(names, {"image": images.numpy().astype(np.float32), "region": region.numpy()})))
     with torch.no_grad():
-        expected = model.float().cpu()(images.float(), region)
+        expected = model.float().cpu().eval()(images.float(), region)
     return {name: float(np.abs(got[name] - expected[name].numpy()).max()) for name in names}
 
 

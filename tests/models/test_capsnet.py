@@ -141,3 +141,6 @@ def test_cli_train_test_predict(make_config, known_dir, builtin_category, tmp_pa
     rows = list(csv.DictReader((tmp_path / "pred" / "scores.csv").open()))
     assert len(rows) == len(list((builtin_category / "test" / "good").glob("*.png")))
     assert all(0.0 <= float(row["score"]) < 1.0 for row in rows)
+    done = grdnet("export", run / "best.pt", "--format", "onnx", "--output", tmp_path / "model.onnx")
+    assert done.returncode == 0, done.stderr
+    assert "parity vs PyTorch" in done.stdout and "(ok)" in done.stdout, done.stdout  # BatchNorm in eval mode
