@@ -181,6 +181,11 @@ class TrainConfig(_Section):
     compile: bool = False
     val_every: int = Field(1, ge=1)
     """Validate (synthetic anomalies on held-out normal images) every N epochs; picks the best checkpoint."""
+    val_share: float | None = Field(None, gt=0.0, lt=1.0)
+    """Space validations by cost: a due validation (every val_every epochs) runs only once the training time since
+    the last one reaches (1 − share) / share times that validation's duration, so validation takes about this
+    share of the time. For tiled runs on a CPU, where scoring whole validation images costs several epochs.
+    None = every val_every epochs."""
     output_dir: Path = Path("runs/latest")
     max_minutes: float | None = None
     """Stop after this much training wall time (checked between epochs)."""

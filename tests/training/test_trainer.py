@@ -221,3 +221,37 @@ def test_a_time_budget_that_cuts_training_says_so_loudly(make_config, capsys):
     result = Trainer(make_config("budget", epochs=3, max_minutes=1e-6), show_progress=False).fit()
     assert result.epochs_done == 1 and "time budget" in result.stopped
     assert "stopped early: 1 of 3 epochs done" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_val_share_spaces_validations_by_their_cost_and_the_budget_keeps_one_in_reserve(make_config):
+    trainer = Trainer(make_config("val-share", epochs=50, max_minutes=1.0, val_share=0.2), show_progress=False)
+    assert trainer._validation_due(0.0)  # before the first validation: as val_every says
+    trainer._validation_seconds = 10.0  # a validation costs 10 s: the next after 40 s of training (20 % of the time)
+    assert not trainer._validation_due(39.0) and trainer._validation_due(40.0)
+    # 30 s for 3 epochs, 30 s left of which 10 s are kept for the final validation: 2 more epochs, not 3
+    assert trainer._remaining_epochs(elapsed=30.0, epochs_run=3, epochs_done=3) == 2
+    plain = Trainer(make_config("val-every", epochs=50, max_minutes=1.0), show_progress=False)
+    plain._validation_seconds = 10.0
+    assert plain._validation_due(0.0)  # without val_share every due epoch validates
+
+
+def test_val_share_validates_fewer_epochs_than_val_every_alone(make_config, monkeypatch):
+    from grdnet.training import trainer as trainer_module
+
+    clock = {"now": 0.0}
+
+    def fake_clock():
+        clock["now"] += 1.0
+        return clock["now"]
+
+    monkeypatch.setattr(trainer_module.time, "perf_counter", fake_clock)
+    original = trainer_module.Validator.run
+
+    def slow_validation(self, model):
+        clock["now"] += 100.0  # validation costs far more than an epoch
+        return original(self, model)
+
+    monkeypatch.setattr(trainer_module.Validator, "run", slow_validation)
+    result = Trainer(make_config("spaced", epochs=4, val_share=0.5), show_progress=False).fit()
+    validated = [row["epoch"] for row in result.history if "val_score" in row]
+    assert validated[0] == 1 and validated[-1] == 4 and len(validated) < 4, validated

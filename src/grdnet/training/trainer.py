@@ -139,6 +139,7 @@ class Trainer:
         self.step_callback = step_callback
         self.epoch_logger: EpochLogger | None = None
         self.interrupt = GracefulInterrupt()
+        self._validation_seconds = 0.0  # duration of the latest validation (0 before the first)
         self.device = self.dist.device_for(resolve_device(cfg.train.device))
         self.bf16 = uses_bf16(cfg.train.precision, self.device)
         self.index = index if index is not None else index_dataset(cfg.data)
@@ -386,7 +387,7 @@ class Trainer:
             self._write_run_files()
             self.epoch_logger = open_logger(cfg, self.run_dir)
         last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
-        started = time.perf_counter()
+        started = validated_at = time.perf_counter()
         stopped = "completed"
         epoch = start_epoch
         self.model.train()
@@ -454,8 +455,15 @@ class Trainer:
                 if self.dist.enabled:  # every rank stops at the same epoch
                     flag = torch.tensor([float(out_of_time)], dtype=torch.float64, device=self.device)
                     out_of_time = bool(self.dist.sum(flag).item() > 0)
-                if (epoch + 1) % cfg.train.val_every == 0 or is_last or out_of_time:
+                due = (epoch + 1) % cfg.train.val_every == 0 and self._validation_due(time.perf_counter() - validated_at)
+                if self.dist.enabled:  # every rank validates at the same epoch
+                    flag = torch.tensor([float(due)], dtype=torch.float64, device=self.device)
+                    due = bool(self.dist.sum(flag).item() > 0)
+                if due or is_last or out_of_time:
+                    validation_start = time.perf_counter()
                     record.update(self.validator.run(self.model))
+                    validated_at = time.perf_counter()
+                    self._validation_seconds = validated_at - validation_start
                     self.threshold = record["threshold"]
                     if not self.best or record["val_score"] >= self.best["val_score"] or not math.isfinite(self.best["val_score"]):
                         self.best = {"epoch": epoch + 1, "val_score": record["val_score"], "threshold": record["threshold"]}
@@ -525,16 +533,25 @@ class Trainer:
     def _format(values: dict[str, float]) -> str:
         return " ".join(f"{k}={v:.4g}" for k, v in values.items())
 
+    def _validation_due(self, since_last: float) -> bool:
+        """With `train.val_share`: whether `since_last` seconds of training since the latest validation are
+        enough for validation to stay within its share of the time (always true before the first one)."""
+        share = self.cfg.train.val_share
+        if share is None or self._validation_seconds == 0.0:
+            return True
+        return since_last >= self._validation_seconds * (1 - share) / share
+
     def _remaining_epochs(self, elapsed: float, epochs_run: int, epochs_done: int) -> int:
         """Epochs still to run: up to `train.epochs`, and under `train.max_minutes` only as many as fit in
         the time left at this run's mean epoch cost (`elapsed` seconds for `epochs_run` epochs, validation
-        included)."""
+        included), keeping the latest validation's duration in reserve for the final one."""
         remaining = self.cfg.train.epochs - epochs_done
         budget = self.cfg.train.max_minutes
         if budget is None:
             return remaining
         per_epoch = elapsed / max(epochs_run, 1)
-        return max(0, min(remaining, int((budget * 60 - elapsed) // per_epoch)))
+        left = budget * 60 - elapsed - self._validation_seconds
+        return max(0, min(remaining, int(left // per_epoch)))
 
     def _eta(self, elapsed: float, epochs_run: int, epochs_done: int) -> str:
         """'≈N epochs left, ends ~HH:MM:SS' from this run's mean epoch cost."""
