@@ -27,12 +27,15 @@ def test_unknown_mode_is_an_error():
         content_size(10, 10, (64, 64), "crop")
 
 
-def test_fit_array_pads_bottom_right_with_zeros():
-    image = np.full((3, 40, 80), 0.5, dtype=np.float32)
+def test_fit_array_pads_bottom_right_with_the_image_mirrored():
+    """No artificial black edge for a model to see: the padding mirrors the image (repeatedly if it is wider)."""
+    image = np.linspace(0, 1, 3 * 40 * 80, dtype=np.float32).reshape(3, 40, 80)
     fitted = resize_array(image, (64, 64), "fit")
     assert fitted.shape == (3, 64, 64) and fitted.dtype == np.float32
-    np.testing.assert_allclose(fitted[:, :32], 0.5, atol=1e-6)
-    assert np.all(fitted[:, 32:] == 0)
+    content = fitted[:, :32]
+    np.testing.assert_array_equal(fitted[:, 32:64], content[:, ::-1])  # mirrored at the bottom edge
+    thin = resize_array(np.random.default_rng(0).random((1, 8, 64), dtype=np.float32), (64, 64), "fit")
+    np.testing.assert_array_equal(thin[:, 16:24], thin[:, :8])  # padding 7× the image: mirrored again and again
     valid = content_mask(40, 80, (64, 64), "fit")
     assert valid.shape == (64, 64) and valid[:32].all() and not valid[32:].any()
     assert content_mask(40, 80, (64, 64), "stretch").all()

@@ -237,7 +237,9 @@ def test_tiled_export_matches_torch(builtin_category, tmp_path):
     images, valid = torch_predictor.load_files(paths)  # the same pixels for both (Pillow resizes slightly differently)
     got, expected = onnx_predictor.predict(images.numpy(), valid), torch_predictor.predict(images, valid)
     assert got.smoothed_map.shape == (3, 96, 128)
-    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-4, rtol=0)
+    # Untrained weights: ONNX Runtime and PyTorch's NHWC kernels differ by up to ~3e-4 on single tile pixels, and
+    # the centre-weighted blend no longer averages four tiles' rounding away; maps to 5e-4, scores to 1e-4.
+    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=5e-4, rtol=0)
     np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
     with pytest.raises(ConfigError, match="trained on tiles"):
         export_onnx(tmp_path / "best.pt", tmp_path / "dynamic.onnx", dynamic_size=True)
@@ -294,3 +296,24 @@ def test_fit_tiled_training_on_mostly_padding_stays_finite(tmp_path):
     result = Trainer(cfg, show_progress=False).fit()
     assert result.epochs_done == 2
     assert all(np.isfinite(record["loss_seg"]) and np.isfinite(record["loss_g"]) for record in result.history)
+
+
+def test_stitching_favours_tile_centres_over_tile_borders():
+    """A network's border artefact (here: 1 on each tile's 2-pixel rim, 0 inside) stays out of pixels that another
+    tile covers centrally; a plain average would keep a quarter to a half of it as a grid."""
+    from grdnet.tiling import TiledModel, tile_window
+
+    class RimOnly(torch.nn.Module):
+        map_scored = True
+
+        def forward(self, x):
+            rim = torch.ones(x.shape[0], 1, *x.shape[-2:])
+            rim[..., 2:-2, 2:-2] = 0.0
+            return {"anomaly_map": rim}
+
+    tiled = TiledModel(RimOnly(), (128, 128), (64, 64), (32, 32))
+    stitched = tiled(torch.rand(1, 1, 128, 128))["anomaly_map"][0, 0]
+    interior = stitched[8:-8, 8:-8]  # pixels that some tile covers away from its rim
+    assert interior.max() < 0.1, interior.max()
+    window = tile_window((64, 64))
+    assert window.shape == (1, 1, 64, 64) and window.min() > 0 and window[0, 0, 31:33, 31:33].min() > 0.99

@@ -7,7 +7,9 @@ functions, so the same image gives the same pixels whatever the entry point:
 - channels: colour → gray is ITU-R BT.601 luma (0.299 R + 0.587 G + 0.114 B); gray → colour repeats the plane;
 - resize: Pillow's antialiased bilinear filter on float32 planes for images, nearest neighbour at pixel
   centres for masks and ROIs. "stretch" resizes to (H, W); "fit" scales uniformly so the image fits inside
-  (H, W), places it at the top-left corner and pads the bottom and right with zeros (`content_size`);
+  (H, W), places it at the top-left corner and fills the bottom and right with the image mirrored at its edges
+  (`content_size`), so no model sees an artificial black edge; masks, ROIs and `content_mask` are 0 there and no
+  score counts it;
 - masks and ROIs: a pixel is "inside" when any channel is above zero.
 """
 
@@ -80,7 +82,7 @@ def content_size(height: int, width: int, size: tuple[int, int], resize: str = "
     """(h, w) that a height × width image occupies once resized into `size` = (H, W).
 
     "stretch": all of (H, W). "fit": the largest aspect-preserving size inside (H, W) (at least 1 pixel a side);
-    the image sits at the top-left corner and the rest is zero padding.
+    the image sits at the top-left corner and the rest is padding.
     """
     if resize == "stretch":
         return int(size[0]), int(size[1])
@@ -100,7 +102,8 @@ def content_mask(height: int, width: int, size: tuple[int, int], resize: str = "
 
 def resize_array(image: np.ndarray, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
     """Bilinear (antialiased) resize of (C, h, w) float32 into (C, *size) with Pillow, plane by plane, clipped to
-    [0, 1]; "fit" keeps the aspect ratio and zero-pads the bottom and right (see `content_size`)."""
+    [0, 1]; "fit" keeps the aspect ratio and pads the bottom and right with the image mirrored (symmetric
+    reflection, repeated where the padding is wider than the image; see `content_size`)."""
     rows, cols = content_size(image.shape[-2], image.shape[-1], size, resize)
     if image.shape[-2:] != (rows, cols):
         planes = [np.asarray(Image.fromarray(plane.astype(np.float32), mode="F").resize((cols, rows), Image.BILINEAR))
@@ -109,7 +112,7 @@ def resize_array(image: np.ndarray, size: tuple[int, int], resize: str = "stretc
     image = image.astype(np.float32, copy=False)
     if (rows, cols) == tuple(size):
         return image
-    return np.pad(image, ((0, 0), (0, size[0] - rows), (0, size[1] - cols)))
+    return np.pad(image, ((0, 0), (0, size[0] - rows), (0, size[1] - cols)), mode="symmetric")
 
 
 def binarize(pixels: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Tiles: models built for `data.tile_size`, trained on random tile crops and run over whole images.
 
 `TiledModel` runs a trained model on every tile of an `image_size` image and stitches the maps (overlaps
-averaged); `wrap_for_inference` gives the model as every entry point runs it (the `Predictor`, the validator,
+blended with a window that favours each tile's centre); `wrap_for_inference` gives the model as every entry point runs it (the `Predictor`, the validator,
 the service and the ONNX export): tiled when the configuration asks for tiles, then the `ScoringHead`.
 `random_tile_crops` cuts the training windows.
 """
@@ -19,6 +19,10 @@ TILES_PER_CALL = 4
 """Tile positions the inner model sees per call (each call runs batch × this many tiles)."""
 
 
+WINDOW_FLOOR = 0.01
+"""Smallest blending weight of a tile pixel (its corners)."""
+
+
 def tile_origins(length: int, tile: int, stride: int) -> list[int]:
     """Start offsets of tiles of `tile` pixels every `stride` pixels along `length`; the last tile ends at `length`.
 
@@ -29,13 +33,22 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
     return list(range(0, length - tile, stride)) + [length - tile]
 
 
+def tile_window(tile_size: tuple[int, int]) -> Tensor:
+    """(1, 1, th, tw) blending weights in [WINDOW_FLOOR, 1]: sin² of the pixel-centre position along each side (a
+    Hann window), so each pixel is led by the tile it is most central in; the floor keeps image borders that one
+    tile covers well-conditioned (the stitched map divides by the summed weights)."""
+    rows, cols = (torch.sin(torch.pi * (torch.arange(side) + 0.5) / side) ** 2 for side in tile_size)
+    return (rows[:, None] * cols[None, :]).clamp(min=WINDOW_FLOOR).view(1, 1, *tile_size)
+
+
 class TiledModel(nn.Module):
     """A model built for `tile_size` run over whole `image_size` images; it only stitches, scoring is the
     `ScoringHead`'s.
 
     `forward(x (B, C, H, W) at image_size)`: the inner model runs on every tile (`TILES_PER_CALL` positions
     per call); its pixel outputs (B, ·, th, tw) — `anomaly_map`, `reconstruction` — are pasted back and
-    averaged where tiles overlap (float32); `score_<name>` outputs are the max over the image's tiles; other
+    blended where tiles overlap (float32), each tile weighted by `tile_window`, so a pixel's value comes mostly
+    from the tiles it lies deep inside (a network's border effects show as a grid in plain averages); `score_<name>` outputs are the max over the image's tiles; other
     outputs (e.g. VT-ADL's `patch_nll` (B, N)) are concatenated over tiles along dim 1. A tile's `score` or
     `smoothed_map` is dropped (the head computes them on the whole map). Tile positions are fixed Python loops
     and slices, so `torch.onnx.export` traces it (dynamic batch only).
@@ -53,9 +66,11 @@ class TiledModel(nn.Module):
             for top in tile_origins(self.image_size[0], self.tile_size[0], tile_stride[0])
             for left in tile_origins(self.image_size[1], self.tile_size[1], tile_stride[1])
         ]
+        window = tile_window(self.tile_size)
         coverage = torch.zeros(1, 1, *self.image_size)
         for top, left in self.origins:
-            coverage[..., top : top + self.tile_size[0], left : left + self.tile_size[1]] += 1
+            coverage[..., top : top + self.tile_size[0], left : left + self.tile_size[1]] += window
+        self.register_buffer("window", window, persistent=False)
         self.register_buffer("coverage", coverage, persistent=False)
         self.train(model.training)
 
@@ -75,7 +90,8 @@ class TiledModel(nn.Module):
                 by_image = value.float().unflatten(0, (-1, len(group)))  # (B, k, ...)
                 if value.ndim == 4:
                     for j, (top, left) in enumerate(group):
-                        placed = F.pad(by_image[:, j], (left, width - left - tile_w, top, height - top - tile_h))
+                        weighted = by_image[:, j] * self.window
+                        placed = F.pad(weighted, (left, width - left - tile_w, top, height - top - tile_h))
                         pasted[name] = placed if name not in pasted else pasted[name] + placed
                 else:
                     per_tile.setdefault(name, []).append(by_image.flatten(1))
