@@ -47,6 +47,9 @@ def test_cpu_profile_fits_native_size_tiles_and_budgets_time(tmp_path):
     assert data.tile_size == (64, 64) and data.tile_stride == (32, 32)
     assert train.max_minutes == BUDGET_MINUTES["cpu"] and train.epochs >= 1000
     assert resolved.model.base_width < RunConfig().model.base_width
+    assert resolved.model.stages == 3  # an 8×8 latent on a 64² tile (E4a), not the paper's 2×2
+    assert resolved.synthesis.stroke_share == 0.5 and resolved.synthesis.local_share == 0.5  # E5b
+    assert train.val_share == 0.2  # validation at a fifth of the time
     assert summary.startswith("profile cpu (no GPU found)") and "352×288" in summary and "--profile paper" in summary
 
 

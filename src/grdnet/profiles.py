@@ -35,7 +35,7 @@ GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 _SYNTHESIS = {"synthesis.texture": "self", "synthesis.probability": 0.75, "synthesis.beta": (0.1, 0.8),
               "synthesis.perlin_scale_exponents": (2, 6), "synthesis.rotation_degrees": 0.0,
-              "synthesis.local_extent": (3.0, 16.0), "synthesis.local_share": 0.5,
+              "synthesis.local_extent": (3.0, 16.0), "synthesis.local_share": 0.5, "synthesis.stroke_share": 0.5,
               "scoring.smoothing_kernel": 7}
 """Shared by `cpu` and `gpu`: anomalies cut from the product itself, no rotation (it paints black corners into
 tiles), half of the anomalies confined to small local
@@ -47,7 +47,7 @@ keeps it at a fifth of the time, instead of every few epochs (which spent 70 % o
 
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
-        "grdnet": {"model.base_width": 8, "model.max_width": 32, "model.latent_channels": 16,
+        "grdnet": {"model.base_width": 8, "model.max_width": 32, "model.latent_channels": 16, "model.stages": 3,
                    "model.segmenter_width": 16, "train.batch_size": 16, "train.lr": 1e-3, **_CPU_VALIDATION,
                    **_SYNTHESIS},
         "draem": {"model.base_width": 16, "model.max_width": 64, "model.segmenter_width": 16,
@@ -55,7 +55,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                   **_SYNTHESIS},
     },
     "gpu": {
-        "grdnet": {"model.base_width": 32, "model.max_width": 256, "model.latent_channels": 32,
+        "grdnet": {"model.base_width": 32, "model.max_width": 256, "model.latent_channels": 32, "model.stages": 4,
                    "model.segmenter_width": 64, "train.batch_size": 32, "train.lr": 2e-4, **_SYNTHESIS},
         "draem": {"train.batch_size": 16, **_SYNTHESIS},
     },
@@ -156,7 +156,7 @@ def resolve_profile(cfg: RunConfig, profile: str, user_keys: set[str]) -> tuple[
     if data.tile_size:
         parts.append(f"{data.tile_size[0]}² tiles")
     if method == "grdnet":
-        parts.append(f"GAN {model.base_width}→{model.max_width}, segmenter {model.segmenter_width}")
+        parts.append(f"GAN {model.base_width}→{model.max_width} with {model.stages} stages, segmenter {model.segmenter_width}")
     parts.append(f"batch {train.batch_size}, lr {train.lr:g}")
     budget = f"{train.max_minutes:g}-minute budget" if train.max_minutes else f"{train.epochs} epochs"
     parts.append(budget + (" (--max-minutes)" if "train.max_minutes" in applied else ""))
