@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grdnet.data.builtin import make_builtin_dataset
+from grdnet.builtin_dataset import make_builtin_dataset
 
 from support import tiny_config
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from grdnet import losses
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset
-from grdnet.data.builtin import make_builtin_dataset
 from grdnet.errors import ConfigError
 from grdnet.models import CapsNet, build_model
 from grdnet.models.capsnet import DynamicRouting, squash

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from grdnet.errors import ConfigError
 from grdnet.models.blocks import stage_widths
 from grdnet.runtime import frozen
+from grdnet.seeds import torch_generator
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -258,7 +259,7 @@ class KDGAN(nn.Module):
 
     def initial_latent(self, batch: int, device: torch.device) -> Tensor:
         """The search's starting z (batch, latent_dim, 1, 1): one fixed-seed draw, the same for every image."""
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch_generator(self.seed, "latent_search")
         return torch.randn(1, self.latent_dim, 1, 1, generator=generator).to(device).expand(batch, -1, -1, -1).clone()
 
     def search_loss(self, x: Tensor, fake: Tensor, x_features: Tensor) -> Tensor:
