@@ -1,4 +1,6 @@
-"""GAN trained with known defect images (SPEC.md §4, papers/gan-noisy-training-data.txt), grown progressively.
+"""GAN trained with known defect images, grown progressively: the method of the paper on GANs trained with noisy
+data, whose normal training images may hold small defects and which uses a few known defect images as a second
+kind of "fake" for the discriminator.
 
 The paper trains its GAN with progressive growing (Karras et al. 2018) so that it reaches high resolution and
 finds pixel-level micro defects. Generator G(z) and discriminator D(x) are built as a pyramid of resolutions,
