@@ -105,3 +105,22 @@ def test_cli_export_and_onnxruntime_predict(trained, builtin_category, tmp_path)
     assert [r["path"] for r in rows] == [r["path"] for r in records]
     assert all(json.loads(row["regions"]) == record["regions"] for row, record in zip(rows, records))
     assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == len(rows)
+
+
+def test_parity_images_come_from_the_test_split_without_opening_training_files(make_config, builtin_category, monkeypatch):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from grdnet.export import parity_inputs
+
+    opened, original = [], Image.open
+
+    def recording(file, *args, **kwargs):
+        opened.append(Path(file))
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", recording)
+    images, description = parity_inputs(make_config(), count=3)
+    assert images.shape == (3, 3, 64, 64) and description == f"3 images from {builtin_category}"
+    assert opened and not [p for p in opened if "train" in p.relative_to(builtin_category).parts]
