@@ -121,6 +121,7 @@ def test_batches_are_class_balanced_and_training_separates_the_classes(make_conf
     assert last["loss_defect_length"] - last["loss_normal_length"] > 0.3, result.history
 
 
+@pytest.mark.slow
 def test_cli_train_test_predict(make_config, known_dir, builtin_category, tmp_path):
     cfg = capsnet_config(make_config, known_dir, epochs=1)
     cfg.to_yaml(tmp_path / "capsnet.yaml")
