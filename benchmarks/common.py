@@ -19,9 +19,9 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset
-from grdnet.data.builtin import make_builtin_dataset
 from grdnet.evaluation import evaluate_samples
 from grdnet.inference import Predictor
 from grdnet.runtime import versions

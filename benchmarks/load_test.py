@@ -36,8 +36,8 @@ def free_port() -> int:
 
 def train_tiny(workdir: Path) -> tuple[Path, Path]:
     """A 1-epoch, very narrow GRD-Net on a small built-in data set → (checkpoint, folder of test images)."""
+    from grdnet.builtin_dataset import make_builtin_dataset
     from grdnet.config import RunConfig
-    from grdnet.data.builtin import make_builtin_dataset
     from grdnet.training import Trainer
 
     category = make_builtin_dataset(workdir / "data", seed=0, n_train=12, n_test_good=4, n_test_defect_per_type=1)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint, builtin_test = train_tiny(Path(tmp))
             test_images = test_images or builtin_test
         elif test_images is None:
-            from grdnet.data.builtin import make_builtin_dataset
+            from grdnet.builtin_dataset import make_builtin_dataset
 
             test_images = make_builtin_dataset(Path(tmp) / "data", seed=0, n_train=1, n_test_good=8, n_test_defect_per_type=2) / "test"
         images = load_images(test_images)

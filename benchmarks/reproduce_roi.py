@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from grdnet.data.builtin import BACKGROUND_DEFECT_TYPES
+from grdnet.builtin_dataset import BACKGROUND_DEFECT_TYPES
 
 from common import (
     add_run_arguments,

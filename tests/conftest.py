@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grdnet.data.builtin import make_builtin_dataset
+from grdnet.builtin_dataset import make_builtin_dataset
 
 from support import tiny_config
 
@@ -36,7 +36,8 @@ TRAINING_MODULES = {"test_trainer", "test_distributed", "test_contamination", "t
 
 def pytest_collection_modifyitems(items):
     """Mark every test that trains a model `slow` (a training fixture, a training module, or `.fit(` in its body),
-    so `pytest -m "not slow"` is a quick unit run; the plain `pytest` of scripts/test.sh still runs all."""
+    so `pytest -m "not slow"` is a quick unit run; the plain `pytest` of scripts/test.sh still runs all. Tests
+    that run a command, a benchmark script or a build end to end carry `@pytest.mark.slow` themselves."""
     for item in items:
         function = getattr(item, "function", None)
         trains = (TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))

@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -322,3 +323,23 @@ def test_test_can_follow_its_own_hint_to_skip_unreadable_images(untrained, built
     one_line_error(cli(*args), "or pass --skip-unreadable (data.skip_unreadable: true)")
     assert cli(*args, "--skip-unreadable").exit_code == 0
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["num_images"] == len(list((builtin_category / "test").rglob("*.png"))) - 1
+
+
+def test_test_opens_no_training_file(untrained, builtin_category, tmp_path, monkeypatch):
+    """`grdnet test` scores the test split only: no training image (or its ROI) is opened, not even its header."""
+    from PIL import Image
+
+    checkpoint, _ = untrained
+    opened, original = [], Image.open
+
+    def recording(file, *args, **kwargs):
+        opened.append(Path(file) if isinstance(file, (str, Path)) else None)
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", recording)
+    result = cli("test", checkpoint, "--data-root", builtin_category, "--device", "cpu", "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    paths = [p for p in opened if p is not None]
+    assert not [p for p in paths if p.is_relative_to(builtin_category) and "train" in p.relative_to(builtin_category).parts]
+    test_images = set((builtin_category / "test").rglob("*.png"))
+    assert test_images <= set(paths)

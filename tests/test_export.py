@@ -126,3 +126,22 @@ def test_parity_runs_the_model_in_eval_mode_after_export(tmp_path):
     graph = _inference_graph(Outputs(), ["anomaly_map"])
     torch.onnx.export(graph, (torch.rand(2, 1, 8, 8), torch.ones(2, 1, 8, 8)), str(tmp_path / "m.onnx"), dynamo=False)
     assert not model.training and not model[1].training
+
+
+def test_parity_images_come_from_the_test_split_without_opening_training_files(make_config, builtin_category, monkeypatch):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from grdnet.export import parity_inputs
+
+    opened, original = [], Image.open
+
+    def recording(file, *args, **kwargs):
+        opened.append(Path(file))
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", recording)
+    images, description = parity_inputs(make_config(), count=3)
+    assert images.shape == (3, 3, 64, 64) and description == f"3 images from {builtin_category}"
+    assert opened and not [p for p in opened if "train" in p.relative_to(builtin_category).parts]

@@ -68,14 +68,25 @@ def test_channels_last_predicts_what_the_contiguous_layout_predicts(trained):
     np.testing.assert_allclose(a.score, b.score, atol=1e-5)
 
 
-def test_arrays_of_any_kind_are_accepted(trained):
+def test_arrays_of_any_kind_are_read_as_their_pixels(trained, tmp_path):
+    """uint8, uint16 and float arrays, gray, RGB or RGBA, give the prediction of the same pixels as floats in
+    [0, 1] (alpha dropped) and, for a gray uint8 array, of the same image saved as a file."""
     predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")
     gray8 = np.random.default_rng(0).integers(0, 255, (80, 100), dtype=np.uint8)
     rgb16 = np.random.default_rng(1).integers(0, 65535, (64, 64, 3), dtype=np.uint16)
     rgba = np.random.default_rng(2).random((50, 70, 4)).astype(np.float32)
-    for array in (gray8, rgb16, rgba):
-        assert predictor.predict(array).score.shape == (1,)
-    assert predictor.predict([gray8, gray8]).score.shape == (2,)
+    as_floats = {"gray8": (gray8, gray8 / 255.0), "rgb16": (rgb16, rgb16 / 65535.0), "rgba": (rgba, rgba[..., :3])}
+    scores = {}
+    for name, (array, floats) in as_floats.items():
+        got, expected = predictor.predict(array), predictor.predict(floats.astype(np.float32))
+        np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-5, err_msg=name)
+        scores[name] = float(got.score[0])
+    assert len({round(score, 6) for score in scores.values()}) == 3  # three images, three scores
+    Image.fromarray(gray8).save(tmp_path / "gray.png")
+    from_file = predictor.predict(*predictor.load_files([tmp_path / "gray.png"]))
+    np.testing.assert_allclose(from_file.score, [scores["gray8"]], atol=1e-5)
+    both = predictor.predict([gray8, rgba])
+    np.testing.assert_allclose(both.score, [scores["gray8"], scores["rgba"]], atol=1e-5)
 
 
 def test_predict_folder_writes_csv_and_overlays(trained, builtin_category, tmp_path):

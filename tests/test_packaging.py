@@ -20,6 +20,7 @@ needs_build = pytest.mark.skipif(importlib.util.find_spec("build") is None, reas
 
 
 @needs_build
+@pytest.mark.slow
 def test_wheel_installs_and_its_command_runs(tmp_path):
     source = tmp_path / "source"
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -3,6 +3,8 @@
 import doctest
 import re
 
+import pytest
+
 from support import REPO
 
 
@@ -15,6 +17,7 @@ def python_api_example() -> tuple[str, int]:
     return match.group(1), readme[: start + match.start()].count("\n") + 1
 
 
+@pytest.mark.slow
 def test_python_api_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     block, line = python_api_example()

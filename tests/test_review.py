@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.cli import main
-from grdnet.data.builtin import make_builtin_dataset
 from grdnet.inference import Predictor
 from grdnet.records import InspectionLog, InspectionRecord, sha256_file
 from grdnet.review import WEB_DIR, load_test_result, save_threshold_copy, threshold_metrics

@@ -10,10 +10,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.checkpoint import sha256_file
 from grdnet.cli import main
 from grdnet.config import RunConfig
-from grdnet.data.builtin import make_builtin_dataset
 from grdnet.inference import Predictor
 from grdnet.records import InspectionLog
 from grdnet.service import MicroBatcher, create_app

@@ -171,7 +171,7 @@ def test_tiling_config_is_validated_with_one_line_errors():
 @pytest.fixture(scope="module")
 def tiled_run(tmp_path_factory):
     """GRD-Net trained 1 epoch on 64-px tiles of 128-px built-in images, fitted into 128×160 (32 px of padding)."""
-    from grdnet.data.builtin import make_builtin_dataset
+    from grdnet.builtin_dataset import make_builtin_dataset
     from grdnet.training import Trainer
 
     from support import tiny_config
@@ -282,7 +282,7 @@ def test_crops_stay_on_the_image_when_fit_padding_surrounds_it():
 def test_fit_tiled_training_on_mostly_padding_stays_finite(tmp_path):
     """Regression: 128-px images fitted into 128×512 (three quarters padding) with 64-px tiles used to give
     all-padding tiles whose zero-variance GroupNorms made the gradients NaN within two steps."""
-    from grdnet.data.builtin import make_builtin_dataset
+    from grdnet.builtin_dataset import make_builtin_dataset
     from grdnet.training import Trainer
 
     from support import tiny_config

@@ -19,7 +19,7 @@ API = {
     "Evaluation": "grdnet.evaluation",
     "evaluate_samples": "grdnet.evaluation",
     "index_dataset": "grdnet.data",
-    "make_builtin_dataset": "grdnet.data.builtin",
+    "make_builtin_dataset": "grdnet.builtin_dataset",
 }
 __all__ = ["__version__", *API]
 

@@ -209,7 +209,7 @@ def test(checkpoint, data_root, category, layout, test_roi, no_roi, skip_unreada
     if no_roi:
         data_cfg = data_cfg.model_copy(update={"test_roi": None})
     predictor.cfg = predictor.cfg.model_copy(update={"data": data_cfg})
-    index = index_dataset(data_cfg, decode_training=False)
+    index = index_dataset(data_cfg, splits="test")
     result = evaluate_samples(predictor, index.test, use_rois=data_cfg.test_roi is not None, batch_size=batch_size,
                               show_progress=True)
     save_json(result.metrics, out_dir / "metrics.json")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset
-from grdnet.data.builtin import make_builtin_dataset
 from grdnet.evaluation import evaluate_samples
 from grdnet.inference import Predictor
 from grdnet.metrics import save_json
@@ -52,6 +52,6 @@ def run_demo(output: Path, epochs: int | None = None, device: str = "auto", seed
         cfg = cfg.updated({"train.epochs": epochs})
     result = Trainer(cfg, show_progress=show_progress, overwrite=True).fit()  # a demo re-run replaces its run
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device=device)
-    evaluation = evaluate_samples(predictor, index_dataset(cfg.data, decode_training=False).test, use_rois=True)
+    evaluation = evaluate_samples(predictor, index_dataset(cfg.data, splits="test").test, use_rois=True)
     save_json(evaluation.metrics, result.run_dir / "test" / "metrics.json")
     return evaluation.metrics

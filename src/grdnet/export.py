@@ -58,6 +58,7 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
 
     from grdnet.files import writable_folder
     from grdnet.onnx_predictor import FORMAT
+    from grdnet.seeds import torch_generator
     from grdnet.tiling import wrap_for_inference
 
     if not OPSETS[0] <= opset <= OPSETS[1]:
@@ -72,7 +73,7 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
         )
     model = wrap_for_inference(trained, cfg).eval()
     size = tuple(cfg.data.image_size)
-    example = torch.rand(2, cfg.data.channels, *size, generator=torch.Generator().manual_seed(0))
+    example = torch.rand(2, cfg.data.channels, *size, generator=torch_generator(cfg.train.seed, "export_inputs"))
     region = torch.ones(2, 1, *size)
     with torch.no_grad():
         names = list(OUTPUTS) + sorted(k for k in model(example, region) if k.startswith("score_"))
@@ -163,9 +164,10 @@ def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Ten
     import torch
 
     from grdnet.data import index_dataset, read_image
+    from grdnet.seeds import torch_generator
 
     try:
-        index = index_dataset(cfg.data, check_images=False)
+        index = index_dataset(cfg.data, check_images=False, splits="test")
         samples = (index.test or index.train)[:count]
         if samples:
             images = torch.stack([read_image(s.image, cfg.data.channels, cfg.data.image_size, cfg.data.resize) for s in samples])
@@ -173,7 +175,7 @@ def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Ten
         reason = "the dataset has no images"
     except (GrdnetError, OSError) as error:
         reason = str(error).split(";")[0]
-    generator = torch.Generator().manual_seed(0)
+    generator = torch_generator(cfg.train.seed, "export_inputs")
     return torch.rand(count, cfg.data.channels, *cfg.data.image_size, generator=generator), f"random inputs ({reason})"
 
 

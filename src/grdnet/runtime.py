@@ -1,10 +1,9 @@
-"""Device, precision, seeding and version facts shared by training and inference."""
+"""Device, precision and version facts shared by training and inference (seeds: `grdnet.seeds`)."""
 
 from __future__ import annotations
 
 import contextlib
 import platform
-import random
 import sys
 from typing import Iterator
 
@@ -41,23 +40,6 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch global RNGs (the pipeline itself uses explicit generators)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_generator(device: torch.device, *seeds: int) -> torch.Generator:
-    """A torch.Generator on `device`, seeded from several integers (e.g. run seed, epoch, rank)."""
-    seed = 0
-    for value in seeds:
-        seed = (seed * 1_000_003 + int(value)) % (2**63 - 1)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator
 
 
 def versions() -> dict[str, str]:

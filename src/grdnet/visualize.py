@@ -1,6 +1,8 @@
-"""Heatmap overlays as uint8 RGB arrays (for PNG files, reports and the service)."""
+"""Heatmap overlays as uint8 RGB arrays (for PNG files, reports and the service), and matplotlib figures as PNG."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 from matplotlib import colormaps
@@ -40,3 +42,15 @@ def overlay(image: np.ndarray, score_map: np.ndarray, alpha: float = 0.5, roi: n
         inner[1:-1, 1:-1] = region[1:-1, 1:-1] & region[:-2, 1:-1] & region[2:, 1:-1] & region[1:-1, :-2] & region[1:-1, 2:]
         blended[region & ~inner] = (0, 255, 255)
     return (blended + 0.5).astype(np.uint8)
+
+
+def figure_png(figure) -> bytes:
+    """A matplotlib `Figure` (no pyplot, no display) as PNG bytes at 100 dpi."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def axes_note(axes, text: str) -> None:
+    """Write `text` in the middle of `axes` (for a panel with nothing to draw: why it is empty)."""
+    axes.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=axes.transAxes)

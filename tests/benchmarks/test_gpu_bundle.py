@@ -6,9 +6,9 @@ import sys
 import numpy as np
 from PIL import Image
 
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.config import DataConfig
 from grdnet.data import index_dataset
-from grdnet.data.builtin import make_builtin_dataset
 
 from support import REPO
 

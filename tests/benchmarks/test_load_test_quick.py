@@ -3,9 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "load_test.py"
 
 
+@pytest.mark.slow
 def test_quick_load_test_runs_clean(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--requests", "120", "--max-seconds", "120",
                              "--output", str(tmp_path)], capture_output=True, text=True, timeout=600)

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from grdnet.data import Sample
 
 from support import load_benchmark
@@ -27,6 +29,7 @@ def test_development_split_takes_a_third_of_each_type_by_seeded_hash(monkeypatch
     assert set(other) != set(dev)
 
 
+@pytest.mark.slow
 def test_quick_mode_trains_both_methods_in_stages_and_plots(tmp_path, monkeypatch, capsys):
     real_data = load_benchmark("real_data", monkeypatch)
     assert real_data.main(["--quick", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "out")]) == 0

@@ -7,6 +7,8 @@ import pytest
 
 from support import load_benchmark
 
+pytestmark = pytest.mark.slow  # every test here runs a benchmark script end to end
+
 CASES = {
     # script: (column that varies, its values, keys every row has, keys no row may have)
     "reproduce_capsnet": ("known_defects", [2, 5, 10], {"image_AUROC", "F1", "accuracy", "train_seconds"},

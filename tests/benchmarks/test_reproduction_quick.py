@@ -7,6 +7,8 @@ import pytest
 
 from support import load_benchmark
 
+pytestmark = pytest.mark.slow  # every test here runs a benchmark script end to end
+
 METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "F1", "accuracy")
 RUN_KEYS = {"seed", "model", "epochs", "train_seconds", "train_images_per_s", *METRICS}
 CASES = {

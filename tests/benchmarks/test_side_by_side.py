@@ -61,6 +61,7 @@ def test_table_rows_average_our_runs_and_divide_by_anomalib(side_by_side):
     assert all(r["ratio"] == "—" and "boom" in r["anomalib"] for r in failed)
 
 
+@pytest.mark.slow
 def test_quick_runs_our_commands_and_notes_anomalib_skipped(side_by_side, tmp_path):
     out, page = tmp_path / "out", tmp_path / "BENCHMARKS.md"
     page.write_text(f"# before\n{side_by_side.SECTION_START}\nold table\n{side_by_side.SECTION_END}\n# after\n")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here runs a benchmark script end to end
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

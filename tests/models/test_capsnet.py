@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from grdnet import losses
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset
-from grdnet.data.builtin import make_builtin_dataset
 from grdnet.errors import ConfigError
 from grdnet.models import CapsNet, build_model
 from grdnet.models.capsnet import DynamicRouting, squash
@@ -121,6 +121,7 @@ def test_batches_are_class_balanced_and_training_separates_the_classes(make_conf
     assert last["loss_defect_length"] - last["loss_normal_length"] > 0.3, result.history
 
 
+@pytest.mark.slow
 def test_cli_train_test_predict(make_config, known_dir, builtin_category, tmp_path):
     cfg = capsnet_config(make_config, known_dir, epochs=1)
     cfg.to_yaml(tmp_path / "capsnet.yaml")

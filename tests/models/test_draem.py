@@ -10,7 +10,7 @@ from grdnet.config import RunConfig
 from grdnet.errors import ConfigError
 from grdnet.losses import draem_loss, focal_loss
 from grdnet.models import DRAEM, build_model
-from grdnet.runtime import make_generator
+from grdnet.seeds import torch_generator
 from grdnet.training import Trainer
 from grdnet.training.recipes import StepContext, build_recipe
 from grdnet.training.recipes.draem import milestones
@@ -89,7 +89,7 @@ def test_known_defects_join_segmentation_but_not_reconstruction(make_config):
     results = []
     for extra in ({}, known):
         recipe = build_recipe(copy.deepcopy(model), cfg, StepContext(torch.device("cpu")))
-        results.append(recipe.training_step({**batch, **extra}, make_generator(torch.device("cpu"), 0, 1)))
+        results.append(recipe.training_step({**batch, **extra}, torch_generator(0, "synthesis", 1)))
     plain, with_known = results
     torch.testing.assert_close(plain["l2"], with_known["l2"])
     torch.testing.assert_close(plain["ssim"], with_known["ssim"])

@@ -158,6 +158,7 @@ def test_onnx_export_matches():
         torch.testing.assert_close(torch.from_numpy(value), expected[key], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_generator_training_lowers_contextual_loss():
     torch.manual_seed(0)
     generator = tiny_model(segmenter_levels=1).generator

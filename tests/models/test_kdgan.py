@@ -113,9 +113,9 @@ def test_checkpoint_round_trip_through_predictor(trained):
 
 def index_images(cfg: RunConfig, count: int) -> torch.Tensor:
     """The first `count` test images as a (count, C, H, W) batch."""
-    from grdnet.training.trainer import load_tensors
+    from grdnet.data import load_tensors
 
-    return load_tensors(index_dataset(cfg.data).test[:count], cfg)["image"]
+    return load_tensors(index_dataset(cfg.data, splits="test").test[:count], cfg.data)["image"]
 
 
 def test_growth_schedule_and_start_sizes():

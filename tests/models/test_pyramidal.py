@@ -84,6 +84,7 @@ def test_recipe_logs_its_perceptual_network_and_training_lowers_both_terms(make_
     assert last["loss_mse"] < first["loss_mse"] and last["loss_perceptual"] < first["loss_perceptual"]
 
 
+@pytest.mark.slow
 def test_cli_train_test_predict(make_config, builtin_category, tmp_path):
     piade_config(make_config, epochs=1).to_yaml(tmp_path / "piade.yaml")
     run = tmp_path / "cli-run"

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.config import RunConfig
 from grdnet.data import index_dataset
-from grdnet.data.builtin import make_builtin_dataset
 from grdnet.training import Trainer
 
 FRACTION = 0.05

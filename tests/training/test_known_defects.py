@@ -12,15 +12,14 @@ import pytest
 import torch
 
 from grdnet import losses
+from grdnet.builtin_dataset import make_builtin_dataset
 from grdnet.config import RunConfig
-from grdnet.data import index_dataset
-from grdnet.data.builtin import make_builtin_dataset
+from grdnet.data import index_dataset, load_tensors
 from grdnet.errors import DataError
 from grdnet.models import build_model
-from grdnet.runtime import make_generator
+from grdnet.seeds import torch_generator
 from grdnet.training import Trainer
 from grdnet.training.recipes import StepContext, build_recipe
-from grdnet.training.trainer import load_tensors
 
 BATCH = 8
 KNOWN = 4
@@ -59,7 +58,7 @@ def test_grdnet_segmenter_gets_the_known_defects_as_positives(make_config, known
     cfg = with_known(make_config(epochs=1, batch_size=BATCH), known_dir)
     index = small_index(cfg)
     assert len(index.known_defects) == KNOWN and all(s.mask is not None for s in index.known_defects)
-    known_masks = load_tensors(index.known_defects, cfg, ("image", "mask", "roi"))["mask"]
+    known_masks = load_tensors(index.known_defects, cfg.data, ("image", "mask", "roi"))["mask"]
     calls = []
     original = losses.segmentation_loss
 
@@ -82,8 +81,8 @@ def test_grdnet_segmenter_gets_the_known_defects_as_positives(make_config, known
 def test_kdgan_discriminator_penalises_known_defects_with_gamma(make_config, known_dir):
     cfg = with_known(make_config(batch_size=BATCH), known_dir, "kdgan")
     index = small_index(cfg)
-    train = load_tensors(index.train[:BATCH], cfg)
-    known = load_tensors(index.known_defects, cfg, ("image", "mask", "roi"))
+    train = load_tensors(index.train[:BATCH], cfg.data)
+    known = load_tensors(index.known_defects, cfg.data, ("image", "mask", "roi"))
     batch = {**train, **{f"known_{k}": v for k, v in known.items()}}
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -91,7 +90,7 @@ def test_kdgan_discriminator_penalises_known_defects_with_gamma(make_config, kno
     for gamma in (0.0, 1.0, 2.0):
         recipe = build_recipe(copy.deepcopy(model), cfg.updated({"loss.known_defect_gamma": gamma}),
                               StepContext(torch.device("cpu")))
-        d_loss[gamma] = float(recipe.training_step(batch, make_generator(torch.device("cpu"), 0, 7))["d"])
+        d_loss[gamma] = float(recipe.training_step(batch, torch_generator(0, "synthesis", 7))["d"])
     assert d_loss[1.0] > d_loss[0.0] + 1e-3
     assert d_loss[2.0] - d_loss[0.0] == pytest.approx(2 * (d_loss[1.0] - d_loss[0.0]), rel=1e-4)
 

@@ -29,7 +29,9 @@ def test_short_run_lowers_losses_and_writes_run_files(make_config):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
     assert log[-1]["loss_con"] < log[0]["loss_con"]
-    assert log[-1]["loss_seg"] < log[0]["loss_seg"]
+    # The segmenter learns: its focal loss depends on each epoch's synthetic anomalies (how many, how large),
+    # so progress shows on the validator's fixed anomalies instead.
+    assert log[-1]["val_pixel_AP"] > log[0]["val_pixel_AP"] + 0.1
     info = json.loads((run / "run.json").read_text())
     assert info["seed"] == 0 and "torch" in info["versions"] and info["split"]["validation"]
     assert set(info["split"]["train"]).isdisjoint(info["split"]["validation"])

@@ -1,6 +1,9 @@
-"""Data layer: reading images, dataset layouts (MVTec AD, BTAD, folder), ROIs, splits and the `Dataset`."""
+"""Data layer: reading images, dataset layouts (MVTec AD, BTAD, folder), ROIs, checks, splits, the `Dataset` and
+preloading into memory."""
 
 from grdnet.data.dataset import ImageDataset
+from grdnet.data.discovery import FOLDER_TEST_FRACTION
+from grdnet.data.index import index_dataset
 from grdnet.data.io import (
     IMAGE_EXTENSIONS,
     UnreadableImageError,
@@ -12,7 +15,8 @@ from grdnet.data.io import (
     resize_image,
     resize_mask,
 )
-from grdnet.data.layouts import FOLDER_TEST_FRACTION, DatasetIndex, Sample, index_dataset
+from grdnet.data.preload import load_tensors
+from grdnet.data.samples import DatasetIndex, Sample
 
 __all__ = [
     "FOLDER_TEST_FRACTION",
@@ -23,6 +27,7 @@ __all__ = [
     "UnreadableImageError",
     "index_dataset",
     "is_image_file",
+    "load_tensors",
     "probe_image",
     "read_image",
     "read_image_with_valid",

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from grdnet.data.io import read_image_with_valid, read_mask
-from grdnet.data.layouts import Sample
+from grdnet.data.samples import Sample
 
 
 class ImageDataset(Dataset):

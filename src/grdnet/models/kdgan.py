@@ -1,4 +1,6 @@
-"""GAN trained with known defect images (SPEC.md §4, papers/gan-noisy-training-data.txt), grown progressively.
+"""GAN trained with known defect images, grown progressively: the method of the paper on GANs trained with noisy
+data, whose normal training images may hold small defects and which uses a few known defect images as a second
+kind of "fake" for the discriminator.
 
 The paper trains its GAN with progressive growing (Karras et al. 2018) so that it reaches high resolution and
 finds pixel-level micro defects. Generator G(z) and discriminator D(x) are built as a pyramid of resolutions,
@@ -33,6 +35,7 @@ from torch import Tensor, nn
 from grdnet.errors import ConfigError
 from grdnet.models.blocks import stage_widths
 from grdnet.runtime import frozen
+from grdnet.seeds import torch_generator
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -258,7 +261,7 @@ class KDGAN(nn.Module):
 
     def initial_latent(self, batch: int, device: torch.device) -> Tensor:
         """The search's starting z (batch, latent_dim, 1, 1): one fixed-seed draw, the same for every image."""
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch_generator(self.seed, "latent_search")
         return torch.randn(1, self.latent_dim, 1, 1, generator=generator).to(device).expand(batch, -1, -1, -1).clone()
 
     def search_loss(self, x: Tensor, fake: Tensor, x_features: Tensor) -> Tensor:

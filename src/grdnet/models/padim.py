@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
 from grdnet.models.feature_maps import GaussianBlur, frozen_backbone, method_options, patch_features, squash
+from grdnet.seeds import torch_generator
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -54,7 +55,7 @@ class PaDiM(nn.Module):
         stride = STRIDES[self.backbone.levels[0]]
         self.grid = (image_size[0] // stride, image_size[1] // stride)
         positions = self.grid[0] * self.grid[1]
-        chosen = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:channels].sort().values
+        chosen = torch.randperm(total, generator=torch_generator(seed, "padim_channels"))[:channels].sort().values
         self.register_buffer("channel_index", chosen)
         self.register_buffer("mean", torch.zeros(positions, channels))
         self.register_buffer("precision", torch.eye(channels).repeat(positions, 1, 1))

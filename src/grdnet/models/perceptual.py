@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from grdnet.seeds import torch_generator
+
 RANDOM_WIDTHS = (32, 64, 128)
 """Channels of the random network's three stride-2 stages."""
 
@@ -22,7 +24,7 @@ class RandomFeatures(nn.Module):
 
     def __init__(self, in_channels: int, seed: int = 0) -> None:
         super().__init__()
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch_generator(seed, "perceptual_weights")
         widths = (in_channels, *RANDOM_WIDTHS)
         self.stages = nn.ModuleList(nn.Conv2d(w_in, w_out, 3, 2, 1) for w_in, w_out in zip(widths[:-1], widths[1:]))
         with torch.no_grad():

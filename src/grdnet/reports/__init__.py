@@ -1,6 +1,6 @@
-"""Reports: the self-contained HTML test report and matplotlib plots (ROC/PR, training curves)."""
+"""Reports: the self-contained HTML test report and its matplotlib plots (ROC/PR curves)."""
 
 from grdnet.reports.html import write_report
-from grdnet.reports.plots import curve_pngs, plot_training_curves
+from grdnet.reports.plots import curve_pngs
 
-__all__ = ["curve_pngs", "plot_training_curves", "write_report"]
+__all__ = ["curve_pngs", "write_report"]

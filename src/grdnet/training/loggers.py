@@ -1,8 +1,9 @@
 """Training logs people open in the tools they know: TensorBoard event files (RUN/tensorboard) or an MLflow run
 (local `mlruns/` unless MLFLOW_TRACKING_URI says otherwise).
 
-The trainer calls `EpochLogger.epoch_end` once per epoch with the epoch's record (the line `log.jsonl` gets):
-losses, learning rates, epoch seconds, images/s and, on validation epochs, the validation metrics and threshold.
+Each logger is an epoch callback (`grdnet.training.callbacks`): once per epoch it gets the epoch's record (the
+line `log.jsonl` gets): losses, learning rates, epoch seconds, images/s and, on validation epochs, the
+validation metrics and threshold.
 Every `train.log_images_every` validation epochs it also logs a strip of validation images with synthetic
 defects (top row) and their heatmaps (bottom row).
 """
@@ -19,6 +20,7 @@ import torch
 from grdnet.config import RunConfig
 from grdnet.errors import ConfigError
 from grdnet.tiling import wrap_for_inference
+from grdnet.training.callbacks import EpochCallback
 from grdnet.training.validation import Validator, predict_batches
 
 STRIP_IMAGES = 4
@@ -58,14 +60,15 @@ def heatmap_strip(model: torch.nn.Module, validator: Validator, cfg: RunConfig, 
     return np.concatenate([top, bottom], axis=0)
 
 
-class EpochLogger:
+class EpochLogger(EpochCallback):
     """Base: turns each epoch into scalars (+ an image strip); subclasses write them somewhere."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.validations = 0
 
-    def epoch_end(self, record: dict[str, Any], model: torch.nn.Module, validator: Validator) -> None:
+    def epoch_end(self, history: list[dict[str, Any]], model: torch.nn.Module, validator: Validator) -> None:
+        record = history[-1]
         epoch = int(record["epoch"])
         self.scalars(scalar_tags(record), epoch)
         every = self.cfg.train.log_images_every
@@ -80,8 +83,6 @@ class EpochLogger:
     def image(self, tag: str, strip: np.ndarray, step: int) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Flush and release the writer."""
 
 
 class TensorBoardLogger(EpochLogger):

@@ -1,8 +1,10 @@
 """The generic training loop: data, epochs, validation, checkpoints, resume, Ctrl-C, NaN stop, DDP.
 
-Everything method-specific lives in a `Recipe`. Randomness is derived from (seed, epoch, rank), and the
-synthesis generator's state is saved with every checkpoint, so a resumed run — even one interrupted in
-the middle of an epoch — reaches the same weights as an uninterrupted one (on CPU).
+Everything method-specific lives in a `Recipe`; the training images are preloaded (`grdnet.data.preload`);
+files other than checkpoints are written by epoch callbacks (`grdnet.training.callbacks`). Every random stream
+comes from `grdnet.seeds` (keyed by epoch, step, rank), and the checkpoint stores a `ResumeState` with the
+synthesis generator's state, so a resumed run — even one interrupted in the middle of an epoch — reaches the
+same weights as an uninterrupted one (on CPU).
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import signal
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
@@ -26,15 +27,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from grdnet.checkpoint import error_reason, load_checkpoint, remove_stale_temp_files, save_checkpoint, stored_config
 from grdnet.config import RunConfig
-from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
+from grdnet.data import DatasetIndex, index_dataset, load_tensors
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
 from grdnet.files import writable_folder
 from grdnet.models import build_model
-from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
+from grdnet.runtime import resolve_device, uses_bf16, versions
+from grdnet.seeds import seed_everything, torch_generator
 from grdnet.tiling import random_tile_crops
+from grdnet.training.callbacks import EpochCallback, RunFiles
 from grdnet.training.distributed import DistributedContext
-from grdnet.training.loggers import EpochLogger, open_logger
+from grdnet.training.loggers import open_logger
 from grdnet.training.recipes import RECIPES, StepContext, build_recipe
+from grdnet.training.resume import SEED_SCHEME, ResumeState
 from grdnet.training.validation import Validator
 
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir"), ("train", "logger"),
@@ -86,24 +90,13 @@ class TrainResult:
     stopped: str = "completed"
 
 
-def load_tensors(samples: list[Sample], cfg: RunConfig, keys: Sequence[str] = ("image", "roi")) -> dict[str, torch.Tensor]:
-    """Decode `samples` into stacked CPU tensors of the `ImageDataset` items named by `keys`: `image` (N,C,H,W),
-    `roi`, `mask`, `valid` (N,1,H,W)."""
-    dataset = ImageDataset(samples, cfg.data.image_size, cfg.data.channels, cfg.data.resize)
-    with ThreadPoolExecutor(max_workers=max(1, cfg.data.num_workers or 4)) as pool:
-        items = list(pool.map(dataset.__getitem__, range(len(dataset))))
-    if not items:
-        (h, w) = cfg.data.image_size
-        return {k: torch.zeros(0, cfg.data.channels if k == "image" else 1, h, w) for k in keys}
-    return {k: torch.stack([item[k] for item in items]) for k in keys}
-
-
 class Trainer:
     """Trains `cfg.model.name` on `cfg.data`, writing into `cfg.train.output_dir`.
 
-    Files: `config.yaml` (resolved), `run.json` (seed, versions, data split), `last.pt` (resume state,
-    every epoch), `best.pt` (best validation epoch, with its threshold), `log.jsonl` (one line per epoch),
-    and the `train.logger`'s logs (`grdnet.training.loggers`, e.g. `tensorboard/`).
+    The loop writes `last.pt` (with its `ResumeState`, every epoch) and `best.pt` (best validation epoch, with
+    its threshold); its epoch callbacks write `config.yaml` (resolved), `run.json` (seed, versions, data
+    split), `log.jsonl` (one line per epoch), `training_curves.png` (`RunFiles`) and the `train.logger`'s logs
+    (`grdnet.training.loggers`, e.g. `tensorboard/`).
     A folder that already holds a run is refused unless `resume` (continue it: the data split must be the one
     it started with) or `overwrite` (its run files are removed first).
     """
@@ -120,7 +113,8 @@ class Trainer:
     ) -> None:
         self.dist = DistributedContext.from_env()
         self.run_dir = Path(cfg.train.output_dir)
-        self.resume_state: dict[str, Any] | None = None
+        self.resume_state: ResumeState | None = None
+        self.resume_weights: dict[str, Any] = {}  # the model, optimizer and scheduler states of last.pt
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
         previous = [name for name in RUN_FILES[:5] if (self.run_dir / name).exists()]
@@ -129,15 +123,19 @@ class Trainer:
                 f"{self.run_dir}: already holds a run ({', '.join(previous)}); continue it with --resume, replace it "
                 "with --overwrite, or choose another --output"
             )
+        stored_split: dict[str, str] | None = None
         if resume:
-            self.resume_state = load_checkpoint(self.run_dir / "last.pt")
-            cfg = self._check_resumable(stored_config(self.resume_state, self.run_dir / "last.pt"), cfg)
+            last = load_checkpoint(self.run_dir / "last.pt")
+            cfg = self._check_resumable(stored_config(last, self.run_dir / "last.pt"), cfg)
+            self.resume_state = ResumeState.from_checkpoint(last, self.run_dir / "last.pt")
+            self.resume_weights = {key: last[key] for key in ("model", "optimizers", "schedulers") if key in last}
+            stored_split = last.get("split_digest")
         self.cfg = cfg
         self.console = Console(stderr=True, quiet=not (show_progress and self.dist.is_main))
         self.notices = Console(stderr=True, quiet=not self.dist.is_main)  # shown even when quiet: resume hints
         self.show_progress = show_progress and self.dist.is_main
         self.step_callback = step_callback
-        self.epoch_logger: EpochLogger | None = None
+        self.callbacks: list[EpochCallback] = []
         self.interrupt = GracefulInterrupt()
         self._validation_seconds = 0.0  # duration of the latest validation (0 before the first)
         self.device = self.dist.device_for(resolve_device(cfg.train.device))
@@ -146,8 +144,8 @@ class Trainer:
         if not self.index.train:
             raise ConfigError("no normal training images found; check --data-root / --category (data.root / data.category)")
         self.split_digest = {name: _digest(paths) for name, paths in self._split().items()}
-        if self.resume_state is not None:
-            self._check_same_split(self.resume_state.get("split_digest"))
+        if resume:
+            self._check_same_split(stored_split)
         if self.dist.is_main:
             self._prepare_run_dir(overwrite)
 
@@ -229,13 +227,14 @@ class Trainer:
         if self.device.type == "cuda" and cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # "valid" (1 on the image, 0 on "fit" padding) keeps random training tiles on the image.
-        self.train_data = load_tensors(self.index.train, cfg, ("image", "roi", "valid") if cfg.data.tile_size else ("image", "roi"))
+        self.train_data = load_tensors(self.index.train, cfg.data,
+                                       ("image", "roi", "valid") if cfg.data.tile_size else ("image", "roi"))
         context = StepContext(device=self.device, bf16=self.bf16, wrap=self._wrap, log=self.console.log,
                               steps_per_epoch=len(self._batches(0)))
         self.recipe = build_recipe(self.model, cfg, context)
         self.schedulers = {name: self.recipe.make_scheduler(name, opt) for name, opt in self.recipe.optimizers.items()}
         known = self.index.known_defects
-        self.known = load_tensors(known, cfg, ("image", "mask", "roi")) if known else None
+        self.known = load_tensors(known, cfg.data, ("image", "mask", "roi")) if known else None
         if self.recipe.class_balanced and self.known is None:
             raise ConfigError(
                 f"model '{cfg.model.name}' is supervised and needs defect images; pass --known-defects DIR "
@@ -249,7 +248,7 @@ class Trainer:
                 stacklevel=2,
             )
             validation_samples = self.index.train[:64]
-        validation = load_tensors(validation_samples, cfg, ("image", "roi", "valid"))
+        validation = load_tensors(validation_samples, cfg.data, ("image", "roi", "valid"))
         self.validator = Validator(validation["image"], validation["roi"], validation["valid"], cfg, self.device, self.bf16)
 
     def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
@@ -259,45 +258,45 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _state(self, epoch: int, step: int, generator: torch.Generator, sums: dict[str, float]) -> dict[str, Any]:
+        """The checkpoint: config, weights, optimiser and scheduler states, and the `ResumeState`."""
+        resume = ResumeState(epoch=epoch, step=step, epoch_sums=sums, synthesis_rng=generator.get_state(),
+                             torch_rng=torch.get_rng_state(), history=self.history, best=self.best,
+                             threshold=self.threshold)
         return {
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.recipe.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-            "epoch": epoch,
-            "step": step,
-            "epoch_sums": sums,
-            "rng": {"synthesis": generator.get_state(), "torch": torch.get_rng_state()},
-            "history": self.history,
-            "best": self.best,
-            "threshold": self.threshold,
+            **resume.to_checkpoint(),
             "versions": versions(),
             "seed": self.cfg.train.seed,
             "split_digest": self.split_digest,
         }
 
-    def _restore(self, state: dict[str, Any]) -> tuple[int, int, torch.Tensor | None, dict[str, float]]:
+    def _restore(self, resume: ResumeState) -> None:
+        """Load the stored weights, optimiser and scheduler states, torch's generator and the history."""
+        stored = self.resume_weights
         try:
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(stored["model"])
             for name, opt in self.recipe.optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
+                opt.load_state_dict(stored["optimizers"][name])
             for name, sched in self.schedulers.items():
-                sched.load_state_dict(state["schedulers"][name])
+                sched.load_state_dict(stored["schedulers"][name])
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{self.run_dir / 'last.pt'}: does not match this model ({error_reason(error)}); "
                                   "start a new run with --overwrite or another --output") from None
-        torch.set_rng_state(state["rng"]["torch"])
-        self.history = list(state["history"])
-        self.threshold = float(state["threshold"])
-        self.best = dict(state["best"])
-        # Mid-epoch: continue that epoch's synthesis stream; at an epoch boundary a fresh one is derived.
-        synthesis_state = state["rng"]["synthesis"] if state["step"] > 0 else None
-        return state["epoch"], state["step"], synthesis_state, dict(state["epoch_sums"])
+        if resume.seed_scheme != SEED_SCHEME:
+            self.notices.print(f"[yellow]{self.run_dir / 'last.pt'} was written by an earlier grdnet with other random "
+                               "streams; the rest of the run draws from this version's, so it will not repeat an "
+                               "uninterrupted run of that version")
+        torch.set_rng_state(resume.torch_rng)
+        self.history = list(resume.history)
+        self.threshold = resume.threshold
+        self.best = dict(resume.best)
 
-    def _write_run_files(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.cfg.to_yaml(self.run_dir / "config.yaml")
-        run_info = {
+    def _run_info(self) -> dict[str, Any]:
+        """What `run.json` records: seed, versions, device, the data split and its digest."""
+        return {
             "seed": self.cfg.train.seed,
             "versions": versions(),
             "device": str(self.device),
@@ -307,13 +306,12 @@ class Trainer:
             "split": self._split(),
             "split_digest": self.split_digest,
         }
-        (self.run_dir / "run.json").write_text(json.dumps(run_info, indent=1))
 
     # ------------------------------------------------------------------ loop
     def _batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches of training indices for `epoch` (same on every run with the same seed)."""
         n = len(self.train_data["image"])
-        order = torch.randperm(n, generator=make_generator(torch.device("cpu"), self.cfg.train.seed, epoch, 1))
+        order = torch.randperm(n, generator=torch_generator(self.cfg.train.seed, "batch_order", epoch))
         shard = order[self.dist.rank :: self.dist.world_size][: n // self.dist.world_size]
         size = self.cfg.train.batch_size
         if RECIPES[self.cfg.model.name].single_pass:  # the recipe's class: it is built after the first call
@@ -324,17 +322,17 @@ class Trainer:
     def _batch(self, indices: torch.Tensor, epoch: int, step: int) -> dict[str, torch.Tensor]:
         """The step's training batch on the device: `image`, `roi` (+ `known_image`, `known_mask`, `known_roi`),
         cropped to random `data.tile_size` windows when tiling (known defects: windows on their defect)."""
-        cpu, seed = torch.device("cpu"), self.cfg.train.seed
+        seed = self.cfg.train.seed
         batch = {k: v[indices] for k, v in self.train_data.items()}
         known = None
         if self.known is not None:
             n_known = len(self.known["image"])
             count = len(indices) if self.recipe.class_balanced else min(len(indices), n_known)
-            pick = torch.randint(n_known, (count,), generator=make_generator(cpu, seed, epoch, step, 2))
+            pick = torch.randint(n_known, (count,), generator=torch_generator(seed, "known_defects", epoch, step))
             known = {key: values[pick] for key, values in self.known.items()}
         tile_size = self.cfg.data.tile_size
         if tile_size is not None:
-            crops = make_generator(cpu, seed, epoch, step, self.dist.rank, 4)
+            crops = torch_generator(seed, "tile_crops", epoch, step, self.dist.rank)
             valid = batch.pop("valid")
             batch = random_tile_crops(batch, tile_size, crops, valid=valid)
             if known is not None:
@@ -367,8 +365,8 @@ class Trainer:
             with self.interrupt:
                 return self._fit()
         finally:
-            if self.epoch_logger is not None:
-                self.epoch_logger.close()
+            for callback in self.callbacks:
+                callback.close()
             self.dist.stop()
 
     def _fit(self) -> TrainResult:
@@ -381,11 +379,17 @@ class Trainer:
         self.threshold = float("nan")  # from the latest validation; stored in every checkpoint after it
         start_epoch, start_step, synth_state, sums = 0, 0, None, {}
         if self.resume_state is not None:
-            start_epoch, start_step, synth_state, sums = self._restore(self.resume_state)
+            resume = self.resume_state
+            self._restore(resume)
+            start_epoch, start_step, sums = resume.epoch, resume.step, dict(resume.epoch_sums)
+            # Mid-epoch: continue that epoch's synthesis stream; at an epoch boundary a fresh one is derived.
+            synth_state = resume.synthesis_rng if resume.step > 0 else None
             self.console.log(f"resuming {self.run_dir} at epoch {start_epoch + 1}, step {start_step}")
         if self.dist.is_main:
-            self._write_run_files()
-            self.epoch_logger = open_logger(cfg, self.run_dir)
+            logger = open_logger(cfg, self.run_dir)
+            self.callbacks = [RunFiles(cfg, self.run_dir, self._run_info())] + ([logger] if logger is not None else [])
+            for callback in self.callbacks:
+                callback.start()
         last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
         started = validated_at = time.perf_counter()
         stopped = "completed"
@@ -396,7 +400,7 @@ class Trainer:
             while epoch < cfg.train.epochs:
                 batches = self._batches(epoch)
                 task = progress.add_task("train", total=len(batches), epoch=f"{epoch + 1}/{planned}", info="")
-                generator = make_generator(self.device, cfg.train.seed, epoch, self.dist.rank, 3)
+                generator = torch_generator(cfg.train.seed, "synthesis", epoch, self.dist.rank, device=self.device)
                 step = 0
                 if synth_state is not None:
                     generator.set_state(synth_state)
@@ -473,8 +477,6 @@ class Trainer:
                 epoch += 1
                 if self.dist.is_main:
                     save_checkpoint(self._state(epoch, 0, generator, {}), last_path)
-                    with (self.run_dir / "log.jsonl").open("a") as log:
-                        log.write(json.dumps(record) + "\n")
                     planned = str(epoch + self._remaining_epochs(elapsed, epochs_run, epoch))
                     self._after_epoch(record, self._eta(elapsed, epochs_run, epoch))
                 progress.remove_task(task)
@@ -565,11 +567,8 @@ class Trainer:
             {k: v for k, v in record.items() if k.startswith(("loss_", "val_score"))}
         ) + f" {record['images_per_s']} img/s; {eta}"
         self.console.log(line)
-        if self.epoch_logger is not None:
-            self.epoch_logger.epoch_end(record, self.model, self.validator)
-        from grdnet.reports.plots import plot_training_curves  # lazy: matplotlib only once training runs
-
-        plot_training_curves(self.history, self.run_dir / "training_curves.png")
+        for callback in self.callbacks:
+            callback.epoch_end(self.history, self.model, self.validator)
 
 
 def _digest(paths: list[str]) -> str:

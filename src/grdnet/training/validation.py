@@ -12,7 +12,8 @@ from torch import nn
 
 from grdnet.config import RunConfig
 from grdnet.metrics import calibrate_threshold, image_auroc, pixel_auroc
-from grdnet.runtime import autocast, make_generator
+from grdnet.runtime import autocast
+from grdnet.seeds import torch_generator
 from grdnet.synthesis import AnomalySynthesizer
 from grdnet.tiling import wrap_for_inference
 
@@ -55,7 +56,7 @@ class Validator:
         self.clean, self.rois, self.regions = images, rois, rois * valid
         synth_cfg = cfg.synthesis.model_copy(update={"probability": 1.0})
         synthesizer = AnomalySynthesizer(synth_cfg, cfg.data.image_size, cfg.data.channels, torch.device("cpu"))
-        generator = make_generator(torch.device("cpu"), cfg.train.seed, 0x5EED)
+        generator = torch_generator(cfg.train.seed, "validation_anomalies")
         self.corrupted, masks, _ = synthesizer(images, generator) if len(images) else (images, images, None)
         self.masks = masks * rois
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from grdnet.config import RunConfig
-from grdnet.runtime import make_generator
+from grdnet.seeds import torch_generator
 from grdnet.training.recipes.base import FeatureFitRecipe, StepContext
 
 RADIUS_SAMPLE = 8192
@@ -68,7 +68,7 @@ class PatchCoreRecipe(FeatureFitRecipe):
         features = torch.cat(self.features)
         self.features = []
         options = self.model.options
-        generator = make_generator(torch.device("cpu"), self.cfg.train.seed, 0xC0)
+        generator = torch_generator(self.cfg.train.seed, "coreset")
         kept = chunked_coreset(features, float(options["coreset_ratio"]), int(options["projection_dim"]),
                                int(options["coreset_chunk"]), generator)
         self.model.set_memory_bank(features[kept], radius=1.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from grdnet.config import DataConfig
-from grdnet.data.layouts import FOLDER_TEST_FRACTION, DatasetIndex, Sample, index_dataset
+from grdnet.data import FOLDER_TEST_FRACTION, DatasetIndex, Sample, index_dataset
 from grdnet.errors import DataError
 
 
@@ -440,19 +440,47 @@ def test_magnetic_tile_real_data():
     assert elapsed < 20, f"indexing took {elapsed:.1f} s"
 
 
-def test_an_index_for_testing_decodes_no_training_image(mvtec, monkeypatch):
-    """`grdnet test` needs the test split only: training files are read by header, never decoded."""
-    import grdnet.data.layouts as layouts
+def _record_reads(monkeypatch) -> list[tuple[Path, bool]]:
+    """Every (file, decoded) the index's file checks read from now on."""
+    import grdnet.data.checks as checks
 
-    decoded, probe = [], layouts.probe_image
+    reads, probe = [], checks.probe_image
 
     def recording(path, decode=True):
-        if decode:
-            decoded.append(path)
+        reads.append((path, decode))
         return probe(path, decode)
 
-    monkeypatch.setattr(layouts, "probe_image", recording)
-    index = index_dataset(_cfg(mvtec), decode_training=False)
-    assert decoded and not [p for p in decoded if "train" in p.parts]
-    assert {p for p in decoded if "test" in p.parts} == _images(index.test)
-    assert index.test == index_dataset(_cfg(mvtec)).test
+    monkeypatch.setattr(checks, "probe_image", recording)
+    return reads
+
+
+def test_an_index_of_the_test_split_reads_no_training_file(mvtec, monkeypatch):
+    """`grdnet test`, the export's parity images and the demo need the test split only: training files are
+    listed, never opened, and the test split is the one a full index gives."""
+    reads = _record_reads(monkeypatch)
+    index = index_dataset(_cfg(mvtec), splits="test")
+    assert not [path for path, _ in reads if "train" in path.parts]
+    assert {path for path, decoded in reads if decoded and "test" in path.parts} == _images(index.test)
+    reads.clear()
+    full = index_dataset(_cfg(mvtec))
+    assert index.test == full.test and index.train == full.train
+    assert {path for path, _ in reads if "train" in path.parts} == _images(full.train + full.validation)
+
+
+def test_a_test_split_index_reads_training_headers_when_unreadable_ones_change_the_split(tmp_path, files, monkeypatch):
+    """With contamination and skipped unreadable files, how many defects move into training depends on how many
+    training images are readable: then (only) their headers are read, so the test split stays the full one."""
+    category = files.mvtec(tmp_path / "c", n_train=20, defects={"scratch": 4, "dent": 4})
+    for i in range(5):
+        (category / "train" / "good" / f"{i:03d}.png").write_bytes(b"not a png")
+    cfg = _cfg(category, val_fraction=0.1, contamination=0.2, skip_unreadable=True)
+    with pytest.warns(UserWarning, match="skipping 5 unreadable"):
+        full = index_dataset(cfg)
+    reads = _record_reads(monkeypatch)
+    with pytest.warns(UserWarning, match="skipping 5 unreadable"):
+        index = index_dataset(cfg, splits="test")
+    assert index.test == full.test and index.contamination == full.contamination
+    training = {path for path, decoded in reads if "train" in path.parts}
+    assert training and not [path for path, decoded in reads if "train" in path.parts and decoded]
+    with pytest.raises(ValueError, match="splits must be"):
+        index_dataset(cfg, splits="train")

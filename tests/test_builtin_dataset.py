@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grdnet.data.builtin import (
+from grdnet.builtin_dataset import (
     BACKGROUND_DEFECT_TYPES,
     CATEGORY,
     DEFECT_TYPES,
