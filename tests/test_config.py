@@ -47,10 +47,9 @@ def test_unknown_override_is_an_error():
         RunConfig().updated({"train.nope": 1})
 
 
-def test_the_tileable_methods_are_the_map_scored_models():
-    """config.MAP_SCORED_MODELS (which methods may be tiled) agrees with what each model declares."""
-    from grdnet.config import MAP_SCORED_MODELS
-    from grdnet.models import IMPLEMENTED
-
-    declared = {name: build.__self__.map_scored for name, build in IMPLEMENTED.items()}
-    assert {name for name, scored in declared.items() if scored} == set(MAP_SCORED_MODELS)
+def test_only_map_scored_methods_can_be_tiled():
+    """The tiling check follows each method's record: GRD-Net (map-scored) tiles, GANomaly does not."""
+    tiles = {"data": {"image_size": [128, 128], "tile_size": [64, 64]}}
+    assert RunConfig.for_model("grdnet", tiles).data.tile_size == (64, 64)
+    with pytest.raises(ConfigError, match="cannot be tiled.*use .*grdnet"):
+        RunConfig.for_model("ganomaly", tiles)

@@ -29,12 +29,13 @@ from grdnet.config import RunConfig
 from grdnet.data import DatasetIndex, ImageDataset, Sample, index_dataset
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
 from grdnet.files import writable_folder
+from grdnet.methods import get_method
 from grdnet.models import build_model
 from grdnet.runtime import make_generator, resolve_device, seed_everything, uses_bf16, versions
 from grdnet.tiling import random_tile_crops
 from grdnet.training.distributed import DistributedContext
 from grdnet.training.loggers import EpochLogger, open_logger
-from grdnet.training.recipes import RECIPES, StepContext, build_recipe
+from grdnet.training.recipes import StepContext, build_recipe
 from grdnet.training.validation import Validator
 
 RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "output_dir"), ("train", "logger"),
@@ -315,7 +316,7 @@ class Trainer:
         order = torch.randperm(n, generator=make_generator(torch.device("cpu"), self.cfg.train.seed, epoch, 1))
         shard = order[self.dist.rank :: self.dist.world_size][: n // self.dist.world_size]
         size = self.cfg.train.batch_size
-        if RECIPES[self.cfg.model.name].single_pass:  # the recipe's class: it is built after the first call
+        if get_method(self.cfg.model.name).single_pass:
             return list(shard.split(size))
         count = max(1, len(shard) // size) if len(shard) >= size else 1
         return [shard[i * size : (i + 1) * size] for i in range(count)]
@@ -416,7 +417,7 @@ class Trainer:
                     else:
                         progress.update(task, completed=step + 1)
                     if self.interrupt.requested and step + 1 < len(batches):
-                        if self.recipe.single_pass:
+                        if get_method(self.cfg.model.name).single_pass:
                             self.console.print("[yellow]interrupted: the one-pass fit was not finished; nothing saved")
                             raise KeyboardInterrupt
                         if self.dist.is_main:
