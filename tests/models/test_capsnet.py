@@ -18,7 +18,7 @@ from grdnet.errors import ConfigError
 from grdnet.models import CapsNet, build_model
 from grdnet.models.capsnet import DynamicRouting, squash
 from grdnet.training import Trainer
-from grdnet.training.recipes import CapsNetRecipe
+from grdnet.training.recipes.capsnet import CapsNetRecipe
 
 TINY_MODEL = {"base_width": 8, "max_width": 16, "capsule_types": 4}
 
