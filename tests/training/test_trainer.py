@@ -221,3 +221,11 @@ def test_a_time_budget_that_cuts_training_says_so_loudly(make_config, capsys):
     result = Trainer(make_config("budget", epochs=3, max_minutes=1e-6), show_progress=False).fit()
     assert result.epochs_done == 1 and "time budget" in result.stopped
     assert "stopped early: 1 of 3 epochs done" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_resuming_as_another_method_names_the_change():
+    """Two methods' model sections hold different keys; the resume check still names what changed."""
+    from grdnet.config import RunConfig
+
+    with pytest.raises(ConfigError, match="model.name"):
+        Trainer._check_resumable(RunConfig(), RunConfig.for_model("draem"))

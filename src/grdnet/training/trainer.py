@@ -210,7 +210,7 @@ class Trainer:
             f"{section}.{key}"
             for section in old
             for key in old[section]
-            if old[section][key] != new[section][key] and (section, key) not in RESUMABLE_CHANGES
+            if old[section][key] != new[section].get(key) and (section, key) not in RESUMABLE_CHANGES
         ]
         if changed:
             raise ConfigError(
