@@ -24,6 +24,7 @@ from grdnet.config import RunConfig
 from grdnet.data import index_dataset
 from grdnet.evaluation import evaluate_samples
 from grdnet.inference import Predictor
+from grdnet.methods import methods
 from grdnet.runtime import versions
 from grdnet.training import Trainer
 
@@ -32,17 +33,8 @@ RESULTS = REPO / "benchmarks" / "results"
 REPORTED = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "accuracy", "F1")
 QUICK_DATA = {"n_train": 32, "n_test_good": 8, "n_test_defect_per_type": 3}
 """Built-in dataset sizes of the reproduction scripts' `--quick` modes (seconds per run on a CPU)."""
-QUICK_MODELS: dict[str, dict[str, Any]] = {
-    "grdnet": {"base_width": 4, "max_width": 8, "latent_channels": 4, "segmenter_width": 4, "segmenter_levels": 2},
-    "draem": {"base_width": 4, "max_width": 8, "segmenter_width": 4, "segmenter_levels": 2},
-    "ganomaly": {"base_width": 4, "max_width": 8, "latent_dim": 16},
-    "kdgan": {"base_width": 4, "max_width": 8, "latent_dim": 16, "extra": {"search_steps": 2}},
-    "capsnet": {"base_width": 4, "max_width": 8, "extra": {"capsule_types": 4}},
-    "piade": {"base_width": 4, "max_width": 8, "latent_channels": 8},
-    "patchcore": {},
-    "padim": {"extra": {"channels": 16}},
-}
-"""Toy model widths for `--quick` (64 px)."""
+QUICK_MODELS: dict[str, dict[str, Any]] = {name: dict(record.quick) for name, record in methods().items()}
+"""Toy model widths for `--quick` (64 px): each method record's `quick` options."""
 
 
 def shared_data_dir() -> Path:
@@ -89,7 +81,7 @@ def resolve_data(args: argparse.Namespace) -> Path:
 
 
 def run_config(args: argparse.Namespace, model: str, output_dir: Path, **data: Any) -> RunConfig:
-    """`model` with its METHOD_DEFAULTS on the chosen data (see `resolve_data`); `--quick`: toy widths, 64 px, CPU.
+    """`model` with its method defaults (`grdnet.methods`) on the chosen data (see `resolve_data`); `--quick`: toy widths, 64 px, CPU.
 
     `data` overrides data settings (e.g. root, roi, contamination).
     """

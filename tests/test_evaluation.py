@@ -16,8 +16,6 @@ from grdnet.reports import write_report
 class Brightness(nn.Module):
     """Stand-in map-scored model: the map is the image's brightness."""
 
-    map_scored = True
-
     def forward(self, x):
         return {"anomaly_map": x.mean(dim=1, keepdim=True)}
 

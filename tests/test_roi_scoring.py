@@ -26,8 +26,6 @@ KERNEL = 7
 class HotOutsideTheROI(nn.Module):
     """Stand-in map-scored model: map 0.9 on the top-left 16×16 corner, 0.1 elsewhere, whatever the input."""
 
-    map_scored = True
-
     def forward(self, x):
         anomaly_map = torch.full((x.shape[0], 1, *x.shape[-2:]), 0.1)
         anomaly_map[..., :16, :16] = 0.9

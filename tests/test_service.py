@@ -193,8 +193,6 @@ def test_webp_is_accepted_like_train_and_predict():
 class Darkness(torch.nn.Module):
     """Stand-in model whose anomaly map is 1 − brightness: black "fit" padding looks fully anomalous."""
 
-    map_scored = True
-
     def forward(self, x):
         return {"anomaly_map": 1 - x.mean(dim=1, keepdim=True)}
 

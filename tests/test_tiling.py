@@ -30,8 +30,6 @@ def test_tile_origins_refuse_gaps():
 class PixelModel(nn.Module):
     """Stand-in for a trained model: its maps are per-pixel functions of the input, so tiling must not change them."""
 
-    map_scored = True
-
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[int] = []
@@ -85,19 +83,25 @@ def test_wrap_for_inference_tiles_only_when_configured():
     assert tiled.origins == [(t, left) for t in (0, 32, 64) for left in (0, 32, 64, 96, 128)]  # default stride: half
 
 
-def test_wrap_for_inference_needs_the_model_to_say_how_it_scores():
-    class Undeclared(nn.Module):
-        def forward(self, x):
-            return {"anomaly_map": x[:, :1]}
+def test_wrap_for_inference_scores_as_the_method_record_says():
+    """The head takes the map's maximum for a map-scored method (GRD-Net) and keeps the model's own score
+    for one that is not (GANomaly), on the same raw outputs."""
 
-    with pytest.raises(TypeError, match="map_scored"):
-        wrap_for_inference(Undeclared(), RunConfig())
+    class Raw(nn.Module):
+        def forward(self, x):
+            return {"anomaly_map": x[:, :1], "score": torch.full((len(x),), 0.25)}
+
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., 10, 10] = 1.0
+    grdnet = wrap_for_inference(Raw(), RunConfig().updated({"scoring.smoothing_kernel": 1}))
+    ganomaly = wrap_for_inference(Raw(), RunConfig.for_model("ganomaly").updated({"scoring.smoothing_kernel": 1}))
+    assert grdnet(x)["score"].item() == 1.0 and ganomaly(x)["score"].item() == 0.25
 
 
 @pytest.mark.parametrize("name, model", [
     ("grdnet", {"base_width": 8, "max_width": 16, "latent_channels": 8, "segmenter_width": 8, "segmenter_levels": 3}),
     ("draem", {"base_width": 8, "max_width": 16, "segmenter_width": 8, "segmenter_levels": 3}),
-    ("vtadl", {"base_width": 16, "extra": {"depth": 1, "heads": 2, "components": 2}}),
+    ("vtadl", {"base_width": 16, "depth": 1, "heads": 2, "components": 2}),
 ])
 def test_every_tileable_method_runs_over_whole_images(name, model):
     from grdnet.models import build_model

@@ -131,7 +131,7 @@ def stored_config(state: dict[str, Any], path: Path) -> "RunConfig":
     from grdnet.errors import ConfigError
 
     try:
-        return RunConfig.from_dict(_section(state, "config", path), source="stored config")
+        return RunConfig.from_stored(_section(state, "config", path))
     except ConfigError as error:
         raise CheckpointError(f"{path}: its stored config is not valid ({str(error).split(';')[0]}); use the file grdnet train wrote") from None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -15,6 +15,8 @@ from rich.table import Table
 
 from grdnet.config import RunConfig
 from grdnet.errors import GrdnetError
+from grdnet.methods import DEFAULT_METHOD, method_names
+from grdnet.methods.base import Backbone
 
 console = Console()
 SEED = click.IntRange(0, 2**32 - 1)  # what NumPy's seeding accepts
@@ -95,7 +97,7 @@ def main() -> None:
 # --------------------------------------------------------------------------- train
 @main.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config; flags override it.")
-@click.option("--model", type=click.Choice(["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade", "patchcore", "padim"]), help="Method to train.")
+@click.option("--model", type=click.Choice(method_names()), help="Method to train (default grdnet).")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Dataset root (MVTec layout: ROOT/CATEGORY/train/good).")
 @click.option("--category", help="Category folder under the data root.")
 @click.option("--layout", type=click.Choice(["mvtec", "btad", "folder"]), help="Folder layout (default mvtec).")
@@ -121,7 +123,7 @@ def main() -> None:
 @click.option("--known-defects", type=click.Path(path_type=Path), help="Folder of a few real defect images used in training.")
 @click.option("--texture", type=click.Choice(["random", "folder", "self"]), help="Synthetic-anomaly texture source.")
 @click.option("--texture-dir", type=click.Path(path_type=Path), help="Texture folder (e.g. DTD) for --texture folder.")
-@click.option("--backbone", type=click.Choice(["efficientnet_lite0", "resnet18", "wide_resnet50_2"]),
+@click.option("--backbone", type=click.Choice(get_args(Backbone)),
               help="patchcore / padim: pretrained feature extractor (default efficientnet_lite0).")
 @click.option("--backbone-weights", type=click.Path(path_type=Path),
               help="patchcore / padim: the backbone's state dict file (a torchvision or timm ResNet's for resnet18 / "
@@ -144,7 +146,7 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
     """Train a model. Example: grdnet train --data-root data/mtd --category magnetic_tile"""
     from grdnet.training import Trainer
 
-    cfg = RunConfig.from_yaml(config_path, model=model) if config_path else RunConfig.for_model(model or "grdnet")
+    cfg = RunConfig.from_yaml(config_path, model=model) if config_path else RunConfig.for_model(model or DEFAULT_METHOD)
     overrides = {"data.root": data_root and str(data_root), "data.category": category,
         "data.layout": layout, "data.image_size": parse_size(image_size), "data.resize": resize,
         "data.tile_size": parse_size(tile_size), "data.tile_stride": parse_size(tile_stride), "data.channels": channels and int(channels),
@@ -154,12 +156,10 @@ def train(config_path, model, data_root, category, layout, image_size, resize, t
         "train.precision": precision, "train.compile": compile_, "train.max_minutes": max_minutes,
         "data.contamination": contamination, "data.known_defects": known_defects and str(known_defects),
         "synthesis.texture": texture, "synthesis.texture_dir": texture_dir and str(texture_dir),
+        "model.backbone": backbone, "model.backbone_weights": backbone_weights and str(backbone_weights),
         "train.output_dir": output and str(output), "train.logger": logger, **parse_sets(sets),
     }
     cfg = cfg.updated(overrides)
-    backbone_options = {"backbone": backbone, "backbone_weights": backbone_weights and str(backbone_weights)}
-    if any(backbone_options.values()):
-        cfg = cfg.updated({"model.extra": {**cfg.model.extra, **{k: v for k, v in backbone_options.items() if v}}})
     if cfg.data.root is None:
         raise click.UsageError("--data-root (or data.root in --config) is required; try `grdnet demo` for the built-in dataset")
     if not resume:  # a resumed run keeps its stored configuration

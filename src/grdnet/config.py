@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from grdnet.errors import ConfigError
+from grdnet.methods import DEFAULT_METHOD, get_method, methods
 
 
 class _Section(BaseModel):
@@ -124,25 +125,14 @@ class SynthesisConfig(_Section):
         return self
 
 
-class ModelConfig(_Section):
-    """Architecture. `name` picks the method; the other fields are read by the methods that use them."""
+def _model_section() -> Any:
+    """The `model` section's type: the registered methods' options, discriminated by `name`."""
+    options = tuple(record.options for record in methods().values())
+    return Annotated[Union[options], Field(discriminator="name")] if len(options) > 1 else options[0]
 
-    name: Literal["grdnet", "ganomaly", "draem", "kdgan", "vtadl", "capsnet", "piade", "patchcore", "padim"] = "grdnet"
-    base_width: int = Field(64, ge=4)
-    max_width: int = Field(512, ge=4)
-    bottleneck: Literal["crae", "drae"] = "crae"
-    latent_channels: int = Field(32, ge=1)
-    """CRAE: channels of z at 1/32 resolution (32×8×8 at 256²)."""
-    latent_dim: int = Field(2048, ge=1)
-    """DRAE: size of the dense latent vector."""
-    upsample: Literal["transpose", "resize"] = "transpose"
-    stages: int = Field(5, ge=2, le=7)
-    """GRD-Net: encoder stages of the generator and discriminator; the latent grid is at 1/2**stages."""
-    segmenter_width: int = Field(64, ge=4)
-    segmenter_levels: int = Field(4, ge=1, le=6)
-    segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid"
-    extra: dict[str, Any] = Field(default_factory=dict)
-    """Method-specific options (documented by each method)."""
+
+ModelConfig = _model_section()
+"""Architecture: `name` picks the method (`grdnet.methods`), the other keys are that method's options."""
 
 
 class LossConfig(_Section):
@@ -213,41 +203,6 @@ class ScoringConfig(_Section):
         return value
 
 
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "grdnet": {},
-    "ganomaly": {"train.lr": 2e-4, "train.epochs": 15, "model.latent_dim": 100, "model.max_width": 2048,
-                 "loss.w_ssim": 0.0, "synthesis.rotation_degrees": 0.0},
-    "kdgan": {"synthesis.rotation_degrees": 0, "train.lr": 2e-4, "model.latent_dim": 100},
-    # DRAEM: widths 128 / 64 (capped at 512: ≈ 87 M parameters, DRAEM ≈ 97 M), 5-level U-Net,
-    # Adam(0.9, 0.999) 1e-4, 700 epochs (MultiStepLR in its recipe), β ~ U(0, 0.8), no rotation. Paper textures: --texture folder
-    # --texture-dir ../shared/data/dtd/images (the default stays "random" so no folder is required).
-    "draem": {"model.base_width": 128, "model.segmenter_width": 64,
-              "model.segmenter_levels": 5, "train.epochs": 700, "train.lr": 1e-4, "train.betas": (0.9, 0.999),
-              "synthesis.beta": (0.0, 0.8), "synthesis.rotation_degrees": 0.0},
-    # VT-ADL: base_width = transformer embedding dim; patch_size / depth / heads / components in model.extra.
-    "vtadl": {"model.base_width": 512, "train.betas": (0.9, 0.999), "synthesis.rotation_degrees": 0.0},
-    # Capsule network (Sabour et al.'s Adam 1e-3); needs data.known_defects; flips augment both classes.
-    "capsnet": {"model.base_width": 32, "model.max_width": 256, "train.lr": 1e-3, "train.betas": (0.9, 0.999),
-                "train.epochs": 50, "synthesis.rotation_degrees": 0.0},
-    # Pyramidal autoencoder: latent_channels = channels of the deepest latent (shallower levels: ÷4 each).
-    "piade": {"model.latent_channels": 32, "train.lr": 1e-3, "train.betas": (0.9, 0.999), "train.epochs": 100,
-              "synthesis.rotation_degrees": 0.0},
-    # PatchCore / PaDiM: one pass over the normal images (no optimiser) on a pretrained backbone at its native
-    # 224² (the papers' input size); backbone, layers and the rest in model.extra (see their model modules).
-    # Their maps come Gaussian-smoothed (σ = 4) from the model, so the scoring head's average pool is off (kernel 1).
-    "patchcore": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0,
-                  "scoring.smoothing_kernel": 1},
-    "padim": {"train.epochs": 1, "data.image_size": (224, 224), "synthesis.rotation_degrees": 0.0,
-              "scoring.smoothing_kernel": 1},
-}
-"""Per-method defaults (dotted keys) that differ from GRD-Net's, e.g. DRAEM's widths and schedule."""
-
-
-MAP_SCORED_MODELS = ("grdnet", "draem", "vtadl", "piade", "padim")
-"""Methods whose image score is the maximum of their smoothed anomaly map: they can be tiled, and "fit" padding
-can be left out of their score. GANomaly (latent distance), kdgan (search loss) and capsnet (defect capsule length)
-score whole images; PatchCore re-weights its largest patch distance."""
-
 MAX_TILED_IMAGE_SIDE = 8192
 """Largest image_size side when tiling (without tiles, image_size is the model size: at most 1024)."""
 
@@ -257,7 +212,7 @@ class RunConfig(_Section):
 
     data: DataConfig = Field(default_factory=DataConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=methods()[DEFAULT_METHOD].options)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
@@ -274,12 +229,25 @@ class RunConfig(_Section):
             raise ValueError(
                 f"image_size {data.image_size} has a side over {MAX_TILED_IMAGE_SIDE}; use a smaller data.image_size"
             )
-        if self.model.name not in MAP_SCORED_MODELS:
+        if not get_method(self.model.name).map_scored:
+            scored = [name for name, record in methods().items() if record.map_scored]
             raise ValueError(
                 f"model '{self.model.name}' cannot be tiled (its image score is not the maximum of its anomaly map, "
-                f"so tile scores cannot be stitched); remove data.tile_size or use {', '.join(MAP_SCORED_MODELS)}"
+                f"so tile scores cannot be stitched); remove data.tile_size or use {', '.join(scored)}"
             )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_method(cls, data: Any) -> Any:
+        """A `model` section without `name` is GRD-Net's; a `name` no method has is an error listing them."""
+        section = data.get("model") if isinstance(data, dict) else None
+        if isinstance(section, dict):
+            name = section.get("name", DEFAULT_METHOD)
+            if name not in methods():
+                raise ValueError(f"model.name: unknown method {name!r}; choose one of {', '.join(methods())}")
+            data = {**data, "model": {"name": name, **section}}
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe dict (paths as strings, tuples as lists)."""
@@ -293,10 +261,21 @@ class RunConfig(_Section):
         try:
             return cls.model_validate(data)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
-            )
-            raise ConfigError(f"{source}: {problems}") from None
+            raise ConfigError(f"{source}: {'; '.join(_problem(e) for e in error.errors())}") from None
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], source: str = "stored config") -> "RunConfig":
+        """A configuration stored by a run (checkpoint, ONNX metadata), including those written before each
+        method had its own options: their `model` section held every method's keys and a `model.extra` dict,
+        so `extra`'s keys move up and keys the method does not have are dropped."""
+        section = data.get("model") if isinstance(data, dict) else None
+        if isinstance(section, dict) and isinstance(section.get("extra"), dict):
+            record = methods().get(section.get("name", DEFAULT_METHOD))
+            if record is not None:
+                known = record.options.model_fields
+                moved = {**section, **section["extra"]}
+                data = {**data, "model": {key: value for key, value in moved.items() if key in known}}
+        return cls.from_dict(data, source=source)
 
     @classmethod
     def from_yaml(cls, path: Path, model: str | None = None) -> "RunConfig":
@@ -312,17 +291,17 @@ class RunConfig(_Section):
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, …)")
         section = data.get("model")
-        name = (section or {}).get("name", "grdnet") if isinstance(section, (dict, type(None))) else "grdnet"
+        name = (section or {}).get("name", DEFAULT_METHOD) if isinstance(section, (dict, type(None))) else DEFAULT_METHOD
         if model is not None and isinstance(section, dict):
             data = {**data, "model": {**section, "name": model}}
         return cls.for_model(model or name, data, source=str(path))
 
     @classmethod
     def for_model(cls, name: str, data: dict[str, Any] | None = None, source: str = "configuration") -> "RunConfig":
-        """Defaults of method `name` (METHOD_DEFAULTS), with the sections in `data` laid over them."""
-        if name not in METHOD_DEFAULTS:
-            raise ConfigError(f"unknown model '{name}'; choose one of {', '.join(METHOD_DEFAULTS)}")
-        base = cls().updated({"model.name": name, **METHOD_DEFAULTS[name]}).to_dict()
+        """Method `name`'s defaults (its options' and its record's `defaults`), with the sections in `data` laid
+        over them."""
+        record = get_method(name)
+        base = cls(model=record.options()).updated(dict(record.defaults)).to_dict()
         for section, values in (data or {}).items():
             if section in base and isinstance(values, dict):
                 base[section].update(values)
@@ -331,13 +310,38 @@ class RunConfig(_Section):
         return cls.from_dict(base, source=source)
 
     def updated(self, overrides: dict[str, Any]) -> "RunConfig":
-        """A copy with dotted-key overrides applied, e.g. {'train.epochs': 10}; None values are ignored."""
+        """A copy with dotted-key overrides applied, e.g. {'train.epochs': 10}; None values are ignored.
+        A new `model.name` starts the `model` section from that method's option defaults (other `model.*`
+        overrides then apply to it)."""
         data = self.to_dict()
+        name = overrides.get("model.name")
+        if name is not None and name != self.model.name:
+            data["model"] = get_method(name).options().model_dump(mode="json")
         for dotted, value in overrides.items():
-            if value is None:
+            if value is None or dotted == "model.name":
                 continue
             section, _, key = dotted.partition(".")
+            if section == "model" and key not in data["model"]:
+                settings = ", ".join(key for key in data["model"] if key != "name")
+                raise ConfigError(f"unknown setting '{dotted}' for method '{data['model']['name']}'; its settings: {settings}")
             if section not in data or key not in data[section]:
                 raise ConfigError(f"unknown setting '{dotted}'")
             data[section][key] = value.to_dict() if isinstance(value, RunConfig) else value
         return RunConfig.from_dict(data, source="command-line options")
+
+
+def _problem(error: dict[str, Any]) -> str:
+    """One pydantic error as `dotted.key: message`; in the `model` section the method's tag is taken out of the
+    location and named in the message (an unknown key lists the method's settings)."""
+    loc = [str(part) for part in error["loc"]]
+    if len(loc) >= 2 and loc[0] == "model" and loc[1] in methods():
+        name = loc.pop(1)
+        if loc == ["model", "extra"]:
+            return f"model.extra: no longer used; write its keys in `model` itself (e.g. `model.norm`) (method '{name}')"
+        if error["type"] == "extra_forbidden":
+            settings = ", ".join(key for key in methods()[name].options.model_fields if key != "name")
+            return f"{'.'.join(loc)}: unknown setting for method '{name}'; its settings: {settings}"
+        return f"{'.'.join(loc)}: {error['msg']} (method '{name}')"
+    if not loc and error["type"] == "value_error":  # a whole-config check: its message names the setting
+        return str(error["ctx"]["error"])
+    return f"{'.'.join(loc) or '(top level)'}: {error['msg']}"

@@ -22,6 +22,7 @@ import grdnet
 from grdnet.checkpoint import checkpoint_file, load_checkpoint, model_from_checkpoint, sha256_file
 from grdnet.errors import ConfigError, DataError, GrdnetError
 from grdnet.extras import require
+from grdnet.methods import get_method
 
 if TYPE_CHECKING:  # torch is imported when exporting, so registering the command stays cheap
     import torch
@@ -66,6 +67,9 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     source = checkpoint_file(checkpoint)
     state = load_checkpoint(source)
     cfg, trained = model_from_checkpoint(state, source)
+    if not get_method(cfg.model.name).onnx_exportable:
+        raise ConfigError(f"{source}: model '{cfg.model.name}' cannot be exported to ONNX (its inference is not a "
+                          "fixed graph); use the PyTorch backend (grdnet predict / serve with the checkpoint)")
     if dynamic_size and cfg.data.tile_size is not None:
         raise ConfigError(
             f"--dynamic-size: {source} was trained on tiles (data.tile_size), which are laid out for "
@@ -142,9 +146,15 @@ def _check_other_size(model: nn.Module, cfg: RunConfig) -> None:
         model(torch.rand(1, cfg.data.channels, height + 64, width + 64))
     except Exception as error:
         raise ConfigError(
-            f"--dynamic-size: model '{cfg.model.name}' (bottleneck {cfg.model.bottleneck}) only runs at "
+            f"--dynamic-size: model '{cfg.model.name}'{_bottleneck(cfg)} only runs at "
             f"{height}x{width} ({type(error).__name__}); export without --dynamic-size"
         ) from None
+
+
+def _bottleneck(cfg: RunConfig) -> str:
+    """" (bottleneck drae)" for methods with a bottleneck option (its dense latent fixes the size), else ""."""
+    bottleneck = getattr(cfg.model, "bottleneck", None)
+    return f" (bottleneck {bottleneck})" if bottleneck else ""
 
 
 def _write_metadata(path: Path, values: dict[str, str]) -> None:

@@ -120,7 +120,7 @@ def _checked_metadata(path: Path, meta: dict[str, str], input_shape: list) -> tu
 
     try:
         config = json.loads(meta["config"])
-        cfg = RunConfig.from_dict(config, source="stored config")
+        cfg = RunConfig.from_stored(config)
     except KeyError:
         raise bad("config", "is missing") from None
     except json.JSONDecodeError as error:

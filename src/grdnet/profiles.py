@@ -1,9 +1,10 @@
 """Hardware profiles: the training configuration `grdnet train` picks when the user does not set one.
 
 A profile fills in only the settings the user left unset (flags, `--set` and YAML keys always win):
-- `cpu` (the default without a GPU): the photos at about their own resolution (the median training image
-  size, each side rounded up to a multiple of 32, at most 1024; "fit" resize so nothing is stretched),
-  a narrow GRD-Net trained on random 64² tiles of them, and a 30-minute wall-clock budget. Shrinking a
+- `cpu` (the default without a GPU): for the methods whose record says `tileable` (today GRD-Net and DRAEM), the
+  photos at about their own resolution (the median training image size, each side rounded up to a multiple
+  of 32, at most 1024; "fit" resize so nothing is stretched), a narrow network (the record's `profiles`)
+  trained on random 64² tiles of them; for every method a 30-minute wall-clock budget. Shrinking a
   high-resolution photo to fit a CPU erases small defects; tiles keep their pixels at a cost per step that
   does not grow with the photo.
 - `gpu` (the default with CUDA): the same geometry with 128² tiles (the tile size of the GRD-Net authors'
@@ -25,6 +26,7 @@ from PIL import Image
 
 from grdnet.config import RunConfig
 from grdnet.errors import DataError
+from grdnet.methods import get_method
 
 PROFILES = ("auto", "cpu", "gpu", "paper")
 SIZE_MULTIPLE = 32
@@ -37,38 +39,19 @@ _SYNTHESIS = {"synthesis.texture": "self", "synthesis.probability": 0.75, "synth
               "synthesis.perlin_scale_exponents": (2, 6), "synthesis.rotation_degrees": 0.0,
               "synthesis.local_extent": (3.0, 16.0), "synthesis.local_share": 0.5, "synthesis.stroke_share": 0.5,
               "scoring.smoothing_kernel": 7}
-"""Shared by `cpu` and `gpu`: anomalies cut from the product itself, no rotation (it paints black corners into
+"""Shared by `cpu` and `gpu` for the tileable methods: anomalies cut from the product itself, no rotation (it paints black corners into
 tiles), half of the anomalies confined to small local
-blobs (pits, short cracks, stains: 6–32 px across at native resolution), small smoothing (at native resolution a 21-px window would blur small marks away)."""
+marks (pits, short cracks, stains: 6–32 px blobs, or thin strokes 6–64 px long for cracks and scratches), small smoothing (at native resolution a 21-px window would blur small marks away)."""
 
 _CPU_VALIDATION = {"train.val_every": 1, "train.val_share": 0.2}
-"""Validation (whole validation images, tiled) costs several training epochs on a CPU: validate as often as
-keeps it at a fifth of the time, instead of every few epochs (which spent 70 % of a 30-minute budget on it)."""
-
-SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
-    "cpu": {
-        "grdnet": {"model.base_width": 8, "model.max_width": 32, "model.latent_channels": 16, "model.stages": 3,
-                   "model.segmenter_width": 16, "train.batch_size": 16, "train.lr": 1e-3, **_CPU_VALIDATION,
-                   **_SYNTHESIS},
-        "draem": {"model.base_width": 16, "model.max_width": 64, "model.segmenter_width": 16,
-                  "model.segmenter_levels": 4, "train.batch_size": 16, "train.lr": 1e-3, **_CPU_VALIDATION,
-                  **_SYNTHESIS},
-    },
-    "gpu": {
-        "grdnet": {"model.base_width": 32, "model.max_width": 256, "model.latent_channels": 32, "model.stages": 4,
-                   "model.segmenter_width": 64, "train.batch_size": 32, "train.lr": 2e-4, **_SYNTHESIS},
-        "draem": {"train.batch_size": 16, **_SYNTHESIS},
-    },
-}
-"""Per profile and method: dotted settings. Methods without an entry keep their own defaults."""
+"""`cpu`, tileable methods: validation (whole validation images, tiled) costs several training epochs on a CPU,
+so it runs as often as keeps it at a fifth of the time, instead of every few epochs (which spent 70 % of a
+30-minute budget on it)."""
 
 BUDGET_MINUTES = {"cpu": 30.0, "gpu": 120.0}
 TILE = {"cpu": 64, "gpu": 128}
 BUDGET_EPOCHS = 10_000
 """Epoch limit under a wall-clock budget: large, so the budget decides when training ends."""
-TILEABLE = ("grdnet", "draem")
-SINGLE_PASS = ("patchcore", "padim")
-"""Fitted in one pass over the training images: no epoch or time budget to set, their own defaults apply."""
 GEOMETRY = ("data.image_size", "data.resize", "data.tile_size", "data.tile_stride")
 """Set together: when the user sets one of them, the profile sets none."""
 
@@ -124,15 +107,16 @@ def resolve_profile(cfg: RunConfig, profile: str, user_keys: set[str]) -> tuple[
     chosen = detect(cfg.train.device) if profile == "auto" else profile
     if chosen == "paper":
         return cfg, "profile paper: the GRD-Net paper's recipe (256², widths 64, 200 epochs, no time budget)"
-    method = cfg.model.name
-    if method in SINGLE_PASS:
+    method, record = cfg.model.name, get_method(cfg.model.name)
+    if record.single_pass:  # no epoch or time budget to set
         return cfg, f"profile {chosen}: {method} makes one pass over the training images; its own defaults apply"
-    settings: dict[str, Any] = dict(SETTINGS[chosen].get(method, {}))
+    settings: dict[str, Any] = {**record.profiles.get(chosen, {}), **(_SYNTHESIS if record.tileable else {}),
+                                **(_CPU_VALIDATION if record.tileable and chosen == "cpu" else {})}
     settings["train.max_minutes"] = BUDGET_MINUTES[chosen]
     settings["train.epochs"] = BUDGET_EPOCHS
     reason = "no GPU found" if chosen == "cpu" else "CUDA GPU found"
     geometry = ""
-    if method in TILEABLE:
+    if record.tileable:
         from grdnet.data import index_dataset
 
         index = index_dataset(cfg.data.model_copy(update={"contamination": 0.0}), check_images=False)

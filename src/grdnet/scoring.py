@@ -5,7 +5,7 @@ graph all run it (`ScoredModel` = a model followed by its head). `smooth_map` an
 torch ops (ONNX-exportable, any float dtype including bf16); `regions` post-processes one smoothed map on the
 CPU for reports and the serving API.
 
-The image score of a map-scored method (the model's `map_scored` is True) is
+The image score of a map-scored method (its record's `map_scored`, `grdnet.methods`) is
 `max(smooth(anomaly_map) ⊙ region)`, where `region` (B, 1, H, W) is 1 where the image is inspected: inside the
 ROI when one is given, and never on "fit" padding. Smoothing runs on the whole map first, so a defect at the
 ROI's edge keeps its smoothed strength (the GRD-Net paper's inference: the ROI multiplies the smoothed map).

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grdnet.config import RunConfig
+from grdnet.methods import get_method
 from grdnet.scoring import ScoredModel, ScoringHead
 
 TILES_PER_CALL = 4
@@ -58,7 +59,6 @@ class TiledModel(nn.Module):
                  tile_stride: tuple[int, int]) -> None:
         super().__init__()
         self.model = model
-        self.map_scored = model.map_scored
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.tile_size = (int(tile_size[0]), int(tile_size[1]))
         self.origins = [
@@ -105,15 +105,12 @@ class TiledModel(nn.Module):
 def wrap_for_inference(model: nn.Module, cfg: RunConfig) -> ScoredModel:
     """`model` as it runs on whole `cfg.data.image_size` images: a `TiledModel` when `data.tile_size` is set
     (stride `data.tile_stride`, default half the tile), followed by the `ScoringHead` (`scoring.smoothing_kernel`,
-    the model's `map_scored`). `forward(image, region=None)`, see `ScoringHead`."""
-    map_scored = getattr(model, "map_scored", None)
-    if not isinstance(map_scored, bool):
-        raise TypeError(f"{type(model).__name__} must declare map_scored = True or False (is its score its map's max?)")
+    and `map_scored` from the method's record). `forward(image, region=None)`, see `ScoringHead`."""
     data = cfg.data
     if data.tile_size is not None:
         stride = data.tile_stride or (data.tile_size[0] // 2, data.tile_size[1] // 2)
         model = TiledModel(model, data.image_size, data.tile_size, stride)
-    return ScoredModel(model, ScoringHead(cfg.scoring.smoothing_kernel, map_scored))
+    return ScoredModel(model, ScoringHead(cfg.scoring.smoothing_kernel, get_method(cfg.model.name).map_scored))
 
 
 def random_tile_crops(tensors: dict[str, Tensor], tile_size: tuple[int, int], generator: torch.Generator,

@@ -18,9 +18,9 @@ from grdnet.errors import ConfigError
 from grdnet.models import CapsNet, build_model
 from grdnet.models.capsnet import DynamicRouting, squash
 from grdnet.training import Trainer
-from grdnet.training.recipes import CapsNetRecipe
+from grdnet.training.recipes.capsnet import CapsNetRecipe
 
-TINY_MODEL = {"base_width": 8, "max_width": 16, "extra": {"capsule_types": 4}}
+TINY_MODEL = {"base_width": 8, "max_width": 16, "capsule_types": 4}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_forward_shapes_ranges_and_uniform_map():
     assert out["class_lengths"].shape == (3, 2)
     assert torch.all((out["class_lengths"] >= 0) & (out["class_lengths"] < 1))
     torch.testing.assert_close(out["score"], out["class_lengths"][:, 1])
-    assert out["anomaly_map"].shape == (3, 1, 64, 96) and not CapsNet.map_scored
+    assert out["anomaly_map"].shape == (3, 1, 64, 96)
     torch.testing.assert_close(out["anomaly_map"].amax(dim=(1, 2, 3)), out["score"])
     torch.testing.assert_close(out["anomaly_map"].amin(dim=(1, 2, 3)), out["score"])
 
@@ -93,7 +93,7 @@ def test_config_defaults_options_and_no_tiling(make_config, known_dir):
     assert isinstance(model, CapsNet) and model.routing.iterations == 3 and model.capsule_types == 4
     assert RunConfig.for_model("capsnet").train.lr == 1e-3
     with pytest.raises(ConfigError, match="routing_iteration"):
-        build_model(cfg.updated({"model.extra": {"routing_iteration": 2}}))
+        cfg.updated({"model.routing_iteration": 2})
     with pytest.raises(ConfigError, match="cannot be tiled"):
         cfg.updated({"data.tile_size": (64, 64), "data.image_size": (128, 128)})
 

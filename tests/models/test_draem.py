@@ -34,7 +34,6 @@ def test_shapes_and_ranges(size, channels):
         out = model(torch.rand(2, channels, *size))
     assert out["reconstruction"].shape == (2, channels, *size)
     assert out["anomaly_map"].shape == (2, 1, *size) and set(out) == {"reconstruction", "anomaly_map"}
-    assert DRAEM.map_scored
     for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     assert model.discriminative.down[0][0].in_channels == 2 * channels
@@ -44,8 +43,8 @@ def test_method_defaults_and_config_checks():
     cfg = RunConfig.for_model("draem")
     assert (cfg.model.base_width, cfg.model.segmenter_width, cfg.train.epochs, cfg.train.lr) == (128, 64, 700, 1e-4)
     assert cfg.synthesis.rotation_degrees == 0 and cfg.synthesis.texture == "random"
-    with pytest.raises(ConfigError, match="unknown option"):
-        build_model(cfg.updated({"model.extra": {"patch_size": 8}}))
+    with pytest.raises(ConfigError, match="unknown setting 'model.patch_size' for method 'draem'"):
+        cfg.updated({"model.patch_size": 8})
     with pytest.raises(ConfigError, match="not divisible by 64"):
         build_model(cfg.updated({"data.image_size": (96, 96), "model.segmenter_levels": 6}))
 

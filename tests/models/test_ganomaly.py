@@ -41,7 +41,7 @@ def test_shapes_ranges_and_scores(size, channels):
         features, logit = model.discriminator(x)
     assert gen["z"].shape == gen["z_hat"].shape == (2, 16, 1, 1)
     assert out["reconstruction"].shape == x.shape
-    assert out["anomaly_map"].shape == (2, 1, *size) and "smoothed_map" not in out and not GANomaly.map_scored
+    assert out["anomaly_map"].shape == (2, 1, *size) and "smoothed_map" not in out
     for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     for key in ("score", "score_d1", "score_d2", "score_d3"):
@@ -84,8 +84,8 @@ def test_config_defaults_and_build():
     model = build_model(cfg.updated({"model.base_width": 4}))
     assert isinstance(model, GANomaly)
     assert model.generator.encoder1(torch.rand(1, 1, 64, 64)).shape == (1, 100, 1, 1)
-    with pytest.raises(ConfigError, match="model.extra"):
-        build_model(cfg.updated({"model.extra": {"norm": "group"}}))
+    with pytest.raises(ConfigError, match="unknown setting 'model.norm' for method 'ganomaly'"):
+        cfg.updated({"model.norm": "group"})
 
 
 def test_generator_loss_hand_case():

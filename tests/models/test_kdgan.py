@@ -16,7 +16,7 @@ from grdnet.models import KDGAN, build_model
 from grdnet.models.kdgan import growth_stage, resolution_levels
 from grdnet.training import Trainer, load_checkpoint
 
-TINY_MODEL = {"base_width": 8, "max_width": 16, "latent_dim": 16, "extra": {"search_steps": 5}}
+TINY_MODEL = {"base_width": 8, "max_width": 16, "latent_dim": 16, "search_steps": 5}
 
 
 def kdgan_config(make_config, name="kdgan", **train) -> RunConfig:
@@ -41,7 +41,7 @@ def test_shapes_ranges_and_weights_untouched(channels):
     with torch.no_grad():
         out = model(x)
     assert out["reconstruction"].shape == x.shape
-    assert out["anomaly_map"].shape == (2, 1, 64, 96) and "smoothed_map" not in out and not KDGAN.map_scored
+    assert out["anomaly_map"].shape == (2, 1, 64, 96) and "smoothed_map" not in out
     for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     assert out["score"].shape == (2,) and torch.all(torch.isfinite(out["score"])) and torch.all(out["score"] >= 0)
@@ -59,9 +59,9 @@ def test_config_defaults_and_options(make_config):
     assert defaults.synthesis.rotation_degrees == 0 and defaults.train.lr == 2e-4
     assert build_model(defaults.updated({"data.image_size": (64, 64)})).search_steps == 100
     with pytest.raises(ConfigError, match="search_step"):
-        build_model(cfg.updated({"model.extra": {"search_step": 3}}))
+        cfg.updated({"model.search_step": 3})
     with pytest.raises(ConfigError, match="search_lambda"):
-        build_model(cfg.updated({"model.extra": {"search_lambda": 2.0}}))
+        cfg.updated({"model.search_lambda": 2.0})
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_fade_in_starts_from_the_previous_resolution():
 def growing_config(make_config, name, epochs) -> RunConfig:
     """kdgan at 64² growing from 16² (16, 32, 64) with one-epoch phases: boundaries at epochs 1 and 2."""
     cfg = kdgan_config(make_config, name, epochs=epochs)
-    return cfg.updated({"model.extra": {**TINY_MODEL["extra"], "start_size": 16, "phase_epochs": 1}})
+    return cfg.updated({"model.start_size": 16, "model.phase_epochs": 1})
 
 
 def test_growing_run_reaches_the_full_size_and_logs_each_resolution(make_config):
@@ -168,7 +168,7 @@ def test_growing_run_reaches_the_full_size_and_logs_each_resolution(make_config)
     state = load_checkpoint(result.last_checkpoint)["model"]
     assert state["trained_steps"].item() == 6
     assert state["generator.stage"].tolist() == state["discriminator.stage"].tolist() == [2.0, 1.0]
-    still = cfg.updated({"model.extra": {**cfg.model.extra, "progressive": False}})
+    still = cfg.updated({"model.progressive": False})
     assert build_model(still).generator.current() == (2, 1.0)  # without growing: full size from the start
 
 

@@ -12,8 +12,8 @@ from grdnet.training.recipes.patchcore import chunked_coreset, greedy_coreset
 pytest.importorskip("efficientnet_lite_pytorch")
 
 
-def _model(**extra) -> torch.nn.Module:
-    cfg = RunConfig.for_model("patchcore", {"data": {"image_size": [64, 64]}, "model": {"extra": extra}})
+def _model(**options) -> torch.nn.Module:
+    cfg = RunConfig.for_model("patchcore", {"data": {"image_size": [64, 64]}, "model": options})
     return build_model(cfg).eval()
 
 

@@ -35,7 +35,7 @@ def test_latents_at_three_resolutions_and_output_ranges():
     for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     torch.testing.assert_close(out["anomaly_map"], (x - out["reconstruction"]).abs())
-    assert PyramidalAutoencoder.map_scored and "score" not in out
+    assert "score" not in out
 
 
 def test_the_decoder_reads_every_latent():
@@ -48,11 +48,11 @@ def test_the_decoder_reads_every_latent():
 def test_options_are_checked(make_config):
     cfg = piade_config(make_config)
     assert isinstance(build_model(cfg), PyramidalAutoencoder)
-    assert build_model(cfg.updated({"model.extra": {"pyramid_levels": 2}})).levels == 2
+    assert build_model(cfg.updated({"model.pyramid_levels": 2})).levels == 2
     with pytest.raises(ConfigError, match="pyramid_levels: must be between 1 and 4"):
-        build_model(cfg.updated({"model.extra": {"pyramid_levels": 5}}))
-    with pytest.raises(ConfigError, match="unknown option"):
-        build_model(cfg.updated({"model.extra": {"levels": 2}}))
+        build_model(cfg.updated({"model.pyramid_levels": 5}))
+    with pytest.raises(ConfigError, match="unknown setting 'model.levels' for method 'piade'"):
+        cfg.updated({"model.levels": 2})
     tiled = cfg.updated({"data.image_size": (128, 128), "data.tile_size": (64, 64)})
     assert tiled.data.model_size == (64, 64)
 

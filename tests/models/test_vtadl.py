@@ -17,7 +17,7 @@ from grdnet.training import Trainer
 
 from support import checkpoint_round_trip
 
-TINY_EXTRA = {"patch_size": 8, "depth": 2, "heads": 2, "components": 4}
+TINY_OPTIONS = {"patch_size": 8, "depth": 2, "heads": 2, "components": 4}
 
 
 def tiny_model(channels=3, size=(64, 64)) -> VTADL:
@@ -35,7 +35,7 @@ def test_shapes_and_ranges(size, channels):
     grid = (size[0] // 8) * (size[1] // 8)
     assert out["reconstruction"].shape == (2, channels, *size) and out["patch_nll"].shape == (2, grid)
     assert out["anomaly_map"].shape == (2, 1, *size) and out["score_reconstruction"].shape == (2,)
-    assert "score" not in out and VTADL.map_scored
+    assert "score" not in out
     for key in ("reconstruction", "anomaly_map"):
         assert 0 <= out[key].min() and out[key].max() <= 1, key
     assert out["anomaly_map"].std() > 0
@@ -91,17 +91,17 @@ def test_configuration_checks():
     cfg = RunConfig.for_model("vtadl", {"data": {"image_size": [64, 64]}, "model": {"base_width": 16}})
     assert cfg.synthesis.rotation_degrees == 0
     with pytest.raises(ConfigError, match="power of two"):
-        build_model(cfg.updated({"model.extra": {"patch_size": 12}}))
+        cfg.updated({"model.patch_size": 12})
     with pytest.raises(ConfigError, match="divisible by the patch size"):
-        build_model(cfg.updated({"data.image_size": (96, 96), "model.extra": {"patch_size": 64}}))
-    with pytest.raises(ConfigError, match="unknown option"):
-        build_model(cfg.updated({"model.extra": {"norm": "batch"}}))
+        build_model(cfg.updated({"data.image_size": (96, 96), "model.patch_size": 64}))
+    with pytest.raises(ConfigError, match="unknown setting 'model.norm' for method 'vtadl'"):
+        cfg.updated({"model.norm": "batch"})
     with pytest.raises(ConfigError, match="heads"):
-        build_model(cfg.updated({"model.extra": {"heads": 3}}))
+        cfg.updated({"model.heads": 3})
 
 
 def test_short_run_lowers_loss_and_checkpoint_round_trip(make_config):
-    tiny_model_section = {"base_width": 16, "extra": TINY_EXTRA}
+    tiny_model_section = {"base_width": 16, **TINY_OPTIONS}
     cfg = RunConfig.for_model("vtadl", {**make_config(epochs=10).to_dict(), "model": tiny_model_section})
     result = Trainer(cfg, show_progress=False).fit()
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]

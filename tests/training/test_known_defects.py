@@ -44,7 +44,7 @@ def with_known(cfg: RunConfig, known_dir, name: str = "grdnet") -> RunConfig:
     data = {**cfg.to_dict()["data"], "known_defects": str(known_dir), "roi": None}
     base = {**cfg.to_dict(), "data": data}
     if name != "grdnet":
-        base.update(model={"base_width": 8, "max_width": 16, "latent_dim": 16, "extra": {"search_steps": 2}},
+        base.update(model={"base_width": 8, "max_width": 16, "latent_dim": 16, "search_steps": 2},
                     loss={}, synthesis={})
     return RunConfig.for_model(name, base)
 

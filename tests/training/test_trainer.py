@@ -257,3 +257,11 @@ def test_val_share_validates_fewer_epochs_than_val_every_alone(make_config, monk
     result = Trainer(make_config("spaced", epochs=4, val_share=0.5), show_progress=False).fit()
     validated = [row["epoch"] for row in result.history if "val_score" in row]
     assert validated[0] == 1 and validated[-1] == 4 and len(validated) < 4, validated
+
+
+def test_resuming_as_another_method_names_the_change():
+    """Two methods' model sections hold different keys; the resume check still names what changed."""
+    from grdnet.config import RunConfig
+
+    with pytest.raises(ConfigError, match="model.name"):
+        Trainer._check_resumable(RunConfig(), RunConfig.for_model("draem"))

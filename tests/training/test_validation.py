@@ -10,8 +10,6 @@ from grdnet.training.validation import Validator
 class Darkness(nn.Module):
     """Stand-in model whose anomaly map is 1 − brightness: the black "fit" padding looks fully anomalous."""
 
-    map_scored = True
-
     def forward(self, x):
         return {"anomaly_map": 1 - x.mean(dim=1, keepdim=True)}
 

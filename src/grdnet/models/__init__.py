@@ -1,4 +1,5 @@
-"""Models: plain `nn.Module`s whose `forward(x)` returns maps and scores; `build_model` picks one by name."""
+"""Models: plain `nn.Module`s whose `forward(x)` returns maps and scores; `build_model` builds the one the
+configuration's method names (its record in `grdnet.methods` says which class)."""
 
 from __future__ import annotations
 
@@ -51,19 +52,8 @@ __all__ = [
     "make_norm",
 ]
 
-IMPLEMENTED = {
-    "grdnet": GRDNet.from_config,
-    "ganomaly": GANomaly.from_config,
-    "draem": DRAEM.from_config,
-    "kdgan": KDGAN.from_config,
-    "vtadl": VTADL.from_config,
-    "capsnet": CapsNet.from_config,
-    "piade": PyramidalAutoencoder.from_config,
-    "patchcore": PatchCore.from_config,
-    "padim": PaDiM.from_config,
-}
-
-
 def build_model(cfg: RunConfig) -> nn.Module:
-    """The model named by `cfg.model.name`, built from the run configuration."""
-    return IMPLEMENTED[cfg.model.name](cfg)
+    """The model of method `cfg.model.name`, built from the run configuration."""
+    from grdnet.methods import get_method
+
+    return get_method(cfg.model.name).build_model(cfg)

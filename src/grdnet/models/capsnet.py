@@ -16,14 +16,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from grdnet.errors import ConfigError
 from grdnet.models.blocks import stage_widths
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
-EXTRA_OPTIONS = {"routing_iterations", "capsule_types"}
-"""`model.extra` keys capsnet reads: `routing_iterations` (3) and `capsule_types` (8 primary capsules per position)."""
 STEM_SIDE = 16
 """The stem halves the image until its smaller side is this; the primary capsules then halve it once more."""
 PRIMARY_DIM = 8
@@ -81,8 +78,6 @@ class CapsNet(nn.Module):
     length, `anomaly_map` (B, 1, H, W) = the score at every pixel.
     """
 
-    map_scored = False
-    """The image score is the defect capsule's length, not its (uniform) map's maximum."""
 
     def __init__(self, in_channels: int = 3, image_size: tuple[int, int] = (256, 256), base_width: int = 64,
                  max_width: int = 256, capsule_types: int = 8, routing_iterations: int = 3) -> None:
@@ -100,17 +95,10 @@ class CapsNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> CapsNet:
-        """Build from a `RunConfig` (data.channels / model_size, model widths, model.extra)."""
-        extra = cfg.model.extra
-        unknown = sorted(set(extra) - EXTRA_OPTIONS)
-        if unknown:
-            raise ConfigError(f"model.extra: unknown option(s) {unknown} for capsnet; supported: {sorted(EXTRA_OPTIONS)}")
-        for key, default in (("routing_iterations", 3), ("capsule_types", 8)):
-            value = extra.get(key, default)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"model.extra.{key}: must be a whole number >= 1, got {value!r}")
-        return cls(cfg.data.channels, cfg.data.model_size, cfg.model.base_width, cfg.model.max_width,
-                   extra.get("capsule_types", 8), extra.get("routing_iterations", 3))
+        """Build from a `RunConfig` (data.channels / model_size, the `grdnet.methods.capsnet` options)."""
+        model = cfg.model
+        return cls(cfg.data.channels, cfg.data.model_size, model.base_width, model.max_width,
+                   model.capsule_types, model.routing_iterations)
 
     def class_capsules(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) → class capsules (B, 2, 16)."""

@@ -21,7 +21,6 @@ from grdnet.models.blocks import (
     UNet,
     check_model_size,
     init_weights,
-    norm_from_extra,
 )
 
 if TYPE_CHECKING:
@@ -29,14 +28,11 @@ if TYPE_CHECKING:
 
 NUM_STAGES = 4
 """Reconstructive encoder stages: bottleneck at 1/16 resolution, as in DRAEM."""
-"""`model.extra` keys DRAEM reads: `norm` = "group" (default) | "batch" (the original) | "instance"."""
 
 
 class DRAEM(nn.Module):
     """`reconstructive` (x → x̂ ∈ [0, 1]) and `discriminative` (U-Net on concat(x, x̂) → A ∈ [0, 1])."""
 
-    map_scored = True
-    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
 
     def __init__(
         self,
@@ -61,9 +57,8 @@ class DRAEM(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> DRAEM:
-        """Build from a `RunConfig` (data.channels, model.*)."""
+        """Build from a `RunConfig` (data.channels, the `grdnet.methods.draem` options)."""
         model = cfg.model
-        norm = norm_from_extra(model.extra, "draem")
         check_model_size(cfg.data.model_size, NUM_STAGES, model.segmenter_levels, "DRAEM")
         return cls(
             in_channels=cfg.data.channels,
@@ -73,7 +68,7 @@ class DRAEM(nn.Module):
             segmenter_width=model.segmenter_width,
             segmenter_levels=model.segmenter_levels,
             segmenter_output=model.segmenter_output,
-            norm=norm,
+            norm=model.norm,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:

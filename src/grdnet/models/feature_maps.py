@@ -1,4 +1,4 @@
-"""What PatchCore and PaDiM share: options, multi-level patch features, the Gaussian-smoothed map, squashing.
+"""What PatchCore and PaDiM share: the frozen backbone, multi-level patch features, the Gaussian-smoothed map, squashing.
 
 Both are "fit once" methods on a frozen pretrained backbone (`grdnet.models.backbones`): their state is
 statistics of the training images' patch features (tensors in the state dict), set by their recipe.
@@ -7,26 +7,13 @@ statistics of the training images' patch features (tensors in the state dict), s
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grdnet.errors import ConfigError
 from grdnet.models.backbones import FeatureExtractor, build_backbone
-
-if TYPE_CHECKING:
-    from grdnet.config import RunConfig
-
-
-def method_options(cfg: RunConfig, defaults: dict[str, Any]) -> dict[str, Any]:
-    """`model.extra` over `defaults`; ConfigError naming unknown keys."""
-    extra = cfg.model.extra
-    unknown = sorted(set(extra) - set(defaults))
-    if unknown:
-        raise ConfigError(f"model.extra: unknown option(s) {unknown} for {cfg.model.name}; supported: {sorted(defaults)}")
-    return {**defaults, **extra}
 
 
 def frozen_backbone(options: dict[str, Any]) -> FeatureExtractor:

@@ -151,8 +151,6 @@ class GANomaly(nn.Module):
     discriminator's features.
     """
 
-    map_scored = False
-    """The image score is the model's own `score` output, not its map's maximum."""
 
     def __init__(
         self, in_channels: int = 3, image_size: tuple[int, int] = (256, 256), latent_dim: int = 100,
@@ -165,10 +163,7 @@ class GANomaly(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GANomaly:
-        """Build from a `RunConfig`: data.channels / model_size, model.latent_dim / base_width / max_width
-        (model.extra must be empty)."""
-        if cfg.model.extra:
-            raise ConfigError(f"model.extra: GANomaly takes no extra options, got {sorted(cfg.model.extra)}; remove them")
+        """Build from a `RunConfig`: data.channels / model_size, model.latent_dim / base_width / max_width."""
         return cls(
             in_channels=cfg.data.channels,
             image_size=cfg.data.model_size,

@@ -20,15 +20,13 @@ from grdnet.models.blocks import (
     UNet,
     check_model_size,
     init_weights,
-    norm_from_extra,
 )
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
 NUM_STAGES = 5
-"""Default encoder stages (the paper's): the latent grid is at 1/2**stages = 1/32 of the input resolution.
-`model.extra` keys GRD-Net reads: `norm` = "group" (default) | "batch" | "instance"."""
+"""Default encoder stages (the paper's): the latent grid is at 1/2**stages = 1/32 of the input resolution."""
 
 
 def _latent_grid(image_size: tuple[int, int], stages: int) -> tuple[int, int]:
@@ -168,7 +166,6 @@ class GRDNet(nn.Module):
     bottleneck's linear layers are sized for `image_size`; CRAE works at any valid size.
     """
 
-    map_scored = True
     """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
 
     def __init__(
@@ -201,9 +198,8 @@ class GRDNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GRDNet:
-        """Build from a `RunConfig` (data.channels / model_size, model.*)."""
+        """Build from a `RunConfig` (data.channels / model_size, the `grdnet.methods.grdnet` options)."""
         model = cfg.model
-        norm = norm_from_extra(model.extra, "grdnet")
         return cls(
             in_channels=cfg.data.channels,
             image_size=cfg.data.model_size,
@@ -217,7 +213,7 @@ class GRDNet(nn.Module):
             segmenter_levels=model.segmenter_levels,
             segmenter_output=model.segmenter_output,
             stages=model.stages,
-            norm=norm,
+            norm=model.norm,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:

@@ -40,11 +40,6 @@ from grdnet.seeds import torch_generator
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
-EXTRA_OPTIONS = {"search_steps", "search_lr", "search_lambda", "progressive", "start_size", "phase_epochs"}
-"""`model.extra` keys kdgan reads: `search_steps` (100), `search_lr` (0.05, Adam on z), `search_lambda`
-(0.1, weight of feature matching in the search loss); `progressive` (true: grow in phases), `start_size` (8:
-smaller side of the first resolution, a power of two), `phase_epochs` (10: epochs per added resolution, the
-first half fading in)."""
 
 
 def resolution_levels(image_size: tuple[int, int], start_size: int) -> int:
@@ -54,7 +49,7 @@ def resolution_levels(image_size: tuple[int, int], start_size: int) -> int:
     if (start_size < 4 or doublings < 0 or doublings != int(doublings)
             or any(side % (2 ** int(doublings)) for side in image_size)):
         raise ConfigError(
-            f"model.extra.start_size: {start_size} must be a power of two, at least 4, that divides the image's "
+            f"model.start_size: {start_size} must be a power of two, at least 4, that divides the image's "
             f"smaller side {smaller} (e.g. 8 or 16)"
         )
     return int(doublings) + 1
@@ -183,8 +178,6 @@ class KDGAN(nn.Module):
     starts from the same fixed-seed z, so a given input always gets the same score, whatever its batch.
     """
 
-    map_scored = False
-    """The image score is the model's own `score` output, not its map's maximum."""
 
     def __init__(
         self,
@@ -227,36 +220,21 @@ class KDGAN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> KDGAN:
-        """Build from a `RunConfig` (data.channels / model_size, model widths and latent_dim, model.extra)."""
-        extra = cfg.model.extra
-        unknown = sorted(set(extra) - EXTRA_OPTIONS)
-        if unknown:
-            raise ConfigError(f"model.extra: unknown option(s) {unknown} for kdgan; supported: {sorted(EXTRA_OPTIONS)}")
-        steps = extra.get("search_steps", 100)
-        if not isinstance(steps, int) or steps < 0:
-            raise ConfigError(f"model.extra.search_steps: must be a whole number >= 0, got {steps!r}")
-        lam = float(extra.get("search_lambda", 0.1))
-        if not 0.0 <= lam <= 1.0:
-            raise ConfigError(f"model.extra.search_lambda: must be in [0, 1], got {lam}")
-        progressive = extra.get("progressive", True)
-        if not isinstance(progressive, bool):
-            raise ConfigError(f"model.extra.progressive: must be true or false, got {progressive!r}")
-        phase_epochs = extra.get("phase_epochs", 10)
-        if not isinstance(phase_epochs, (int, float)) or phase_epochs <= 0:
-            raise ConfigError(f"model.extra.phase_epochs: must be a number of epochs > 0, got {phase_epochs!r}")
+        """Build from a `RunConfig` (data.channels / model_size, the `grdnet.methods.kdgan` options, train.seed)."""
+        model = cfg.model
         return cls(
             in_channels=cfg.data.channels,
             image_size=cfg.data.model_size,
-            base_width=cfg.model.base_width,
-            max_width=cfg.model.max_width,
-            latent_dim=cfg.model.latent_dim,
-            search_steps=steps,
-            search_lr=float(extra.get("search_lr", 0.05)),
-            search_lambda=lam,
+            base_width=model.base_width,
+            max_width=model.max_width,
+            latent_dim=model.latent_dim,
+            search_steps=model.search_steps,
+            search_lr=model.search_lr,
+            search_lambda=model.search_lambda,
             seed=cfg.train.seed,
-            progressive=progressive,
-            start_size=extra.get("start_size", 8),
-            phase_epochs=float(phase_epochs),
+            progressive=model.progressive,
+            start_size=model.start_size,
+            phase_epochs=float(model.phase_epochs),
         )
 
     def initial_latent(self, batch: int, device: torch.device) -> Tensor:

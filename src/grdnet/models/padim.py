@@ -8,7 +8,7 @@
 - Map: Mahalanobis distance per position, resized bilinearly to the image, Gaussian-smoothed (σ = 4 px), squashed
   to [0, 1) by d / (d + √channels) (√channels ≈ a normal patch's distance); score = the map's maximum (taken by the scoring head).
 
-Configuration (`model.extra`): `backbone` ("efficientnet_lite0"), `backbone_weights` (None = the installed
+Configuration (`grdnet.methods.padim`, keys of `model`): `backbone` ("efficientnet_lite0"), `backbone_weights` (None = the installed
 package's; else a state dict file), `layers`, `channels` (100), `sigma` (4.0).
 """
 
@@ -22,17 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
-from grdnet.models.feature_maps import GaussianBlur, frozen_backbone, method_options, patch_features, squash
+from grdnet.models.feature_maps import GaussianBlur, frozen_backbone, patch_features, squash
 from grdnet.seeds import torch_generator
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
-EXTRA_DEFAULTS: dict[str, Any] = {
-    "backbone": "efficientnet_lite0", "backbone_weights": None, "layers": ["layer1", "layer2", "layer3"],
-    "channels": 100, "sigma": 4.0,
-}
-"""`model.extra` keys PaDiM reads, with their defaults."""
 COVARIANCE_EPSILON = 0.01
 """Added to each covariance's diagonal (the paper's regularisation)."""
 STRIDES = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
@@ -41,7 +36,6 @@ STRIDES = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 class PaDiM(nn.Module):
     """`backbone` (frozen) + `channel_index` (d,) + per-position `mean` (P, d) and `precision` (P, d, d)."""
 
-    map_scored = True
 
     def __init__(self, options: dict[str, Any], image_size: tuple[int, int], seed: int = 0) -> None:
         super().__init__()
@@ -51,7 +45,7 @@ class PaDiM(nn.Module):
         total = sum(self.backbone.channels.values())
         channels = int(options["channels"])
         if not 1 <= channels <= total:
-            raise ConfigError(f"model.extra.channels: {channels} must be between 1 and {total} (the backbone layers' channels)")
+            raise ConfigError(f"model.channels: {channels} must be between 1 and {total} (the backbone layers' channels)")
         stride = STRIDES[self.backbone.levels[0]]
         self.grid = (image_size[0] // stride, image_size[1] // stride)
         positions = self.grid[0] * self.grid[1]
@@ -64,7 +58,7 @@ class PaDiM(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> PaDiM:
-        return cls(method_options(cfg, EXTRA_DEFAULTS), cfg.data.model_size, cfg.train.seed)
+        return cls(cfg.model.model_dump(exclude={"name"}), cfg.data.model_size, cfg.train.seed)
 
     @torch.no_grad()
     def patches(self, x: Tensor) -> Tensor:

@@ -9,7 +9,7 @@
 - Map: patch scores resized bilinearly to the image, Gaussian-smoothed (σ = 4 px); maps and score are squashed
   to [0, 1) by d / (d + r), r = the coreset's covering radius (the largest training-patch distance to the bank).
 
-Configuration (`model.extra`): `backbone` ("efficientnet_lite0"), `backbone_weights` (None = the installed
+Configuration (`grdnet.methods.patchcore`, keys of `model`): `backbone` ("efficientnet_lite0"), `backbone_weights` (None = the installed
 package's; else a state dict file), `layers`, `coreset_ratio` (0.1), `projection_dim` (128, the coreset's random
 projection), `coreset_chunk` (16384), `neighbours` (b = 9), `sigma` (4.0).
 """
@@ -22,16 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grdnet.models.feature_maps import GaussianBlur, frozen_backbone, method_options, patch_features, squash
+from grdnet.models.feature_maps import GaussianBlur, frozen_backbone, patch_features, squash
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
-EXTRA_DEFAULTS: dict[str, Any] = {
-    "backbone": "efficientnet_lite0", "backbone_weights": None, "layers": ["layer2", "layer3"],
-    "coreset_ratio": 0.1, "projection_dim": 128, "coreset_chunk": 16384, "neighbours": 9, "sigma": 4.0,
-}
-"""`model.extra` keys PatchCore reads, with their defaults."""
 AGGREGATION = 3
 """Side of the neighbourhood each patch feature is averaged over (the paper's p = 3)."""
 QUERY_ELEMENTS = 1 << 24
@@ -48,8 +43,6 @@ def squared_distances(queries: Tensor, bank: Tensor, bank_norms: Tensor | None =
 class PatchCore(nn.Module):
     """`backbone` (frozen) + `memory_bank` (M, D) + `radius` (); empty bank until fitted."""
 
-    map_scored = False
-    """The image score is the re-weighted largest patch distance, not the map's maximum."""
 
     def __init__(self, options: dict[str, Any], image_size: tuple[int, int]) -> None:
         super().__init__()
@@ -64,7 +57,7 @@ class PatchCore(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> PatchCore:
-        return cls(method_options(cfg, EXTRA_DEFAULTS), cfg.data.model_size)
+        return cls(cfg.model.model_dump(exclude={"name"}), cfg.data.model_size)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """The bank's size comes from the fit: take the stored one's shape before loading it."""

@@ -27,8 +27,6 @@ from grdnet.models.blocks import stage_widths
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
-EXTRA_OPTIONS = {"pyramid_levels"}
-"""`model.extra` keys piade reads: `pyramid_levels` (3: latents on the grids of the last three encoder stages, 16², 8² and 4² for a square image)."""
 DEEPEST_SIDE = 4
 """The encoder halves the image until its smaller side would drop below this."""
 
@@ -56,8 +54,6 @@ class PyramidalAutoencoder(nn.Module):
     `forward(x)`: → `reconstruction` (B, C, H, W) in [0, 1], `anomaly_map` (B, 1, H, W) in [0, 1].
     """
 
-    map_scored = True
-    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
 
     def __init__(self, in_channels: int = 3, image_size: tuple[int, int] = (256, 256), base_width: int = 64,
                  max_width: int = 512, latent_channels: int = 16, pyramid_levels: int = 3) -> None:
@@ -65,7 +61,7 @@ class PyramidalAutoencoder(nn.Module):
         stages = encoder_stages(image_size)
         if not 1 <= pyramid_levels <= stages:
             raise ConfigError(
-                f"model.extra.pyramid_levels: must be between 1 and {stages} for image size {tuple(image_size)}, "
+                f"model.pyramid_levels: must be between 1 and {stages} for image size {tuple(image_size)}, "
                 f"got {pyramid_levels}"
             )
         self.levels = pyramid_levels
@@ -88,16 +84,10 @@ class PyramidalAutoencoder(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> PyramidalAutoencoder:
-        """Build from a `RunConfig` (data.channels / model_size, widths, latent_channels, model.extra)."""
-        extra = cfg.model.extra
-        unknown = sorted(set(extra) - EXTRA_OPTIONS)
-        if unknown:
-            raise ConfigError(f"model.extra: unknown option(s) {unknown} for piade; supported: {sorted(EXTRA_OPTIONS)}")
-        levels = extra.get("pyramid_levels", 3)
-        if not isinstance(levels, int):
-            raise ConfigError(f"model.extra.pyramid_levels: must be a whole number, got {levels!r}")
-        return cls(cfg.data.channels, cfg.data.model_size, cfg.model.base_width, cfg.model.max_width,
-                   cfg.model.latent_channels, levels)
+        """Build from a `RunConfig` (data.channels / model_size, the `grdnet.methods.piade` options)."""
+        model = cfg.model
+        return cls(cfg.data.channels, cfg.data.model_size, model.base_width, model.max_width,
+                   model.latent_channels, model.pyramid_levels)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         h = self.stem(x)

@@ -12,8 +12,9 @@
   bilinearly to H×W. Monotone in the NLL and fixed after training, so thresholds stay valid; a training
   patch at the mean NLL maps to ≈ 0.05, one 3 std above to 0.5.
 
-Configuration: `model.base_width` = embedding dim D; `model.extra`: `patch_size` (power of two, default 16),
-`depth` (transformer layers, 6), `heads` (attention heads, 8; must divide D), `components` (mixture size, 16).
+Configuration (`grdnet.methods.vtadl`): `model.base_width` = embedding dim D, `model.patch_size` (power of two,
+default 16), `model.depth` (transformer layers, 6), `model.heads` (attention heads, 8; must divide D),
+`model.components` (mixture size, 16).
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from grdnet.models.blocks import ResidualDecoder, init_weights
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
-EXTRA_DEFAULTS = {"patch_size": 16, "depth": 6, "heads": 8, "components": 16}
-"""`model.extra` keys VT-ADL reads, with their defaults."""
 Z_OFFSET = 3.0
 """Standardised NLL mapped to 0.5 in the anomaly map."""
 STATS_MOMENTUM = 0.1
@@ -72,8 +71,6 @@ class GaussianMixture(nn.Module):
 class VTADL(nn.Module):
     """Patch transformer autoencoder (`embed`, `encoder`, `decoder`) + `density` on patch embeddings."""
 
-    map_scored = True
-    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
 
     def __init__(
         self,
@@ -107,26 +104,15 @@ class VTADL(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> VTADL:
-        """Build from a `RunConfig`: data.channels / model_size, model.base_width (= D), model.extra."""
-        extra = cfg.model.extra
-        unknown = sorted(set(extra) - set(EXTRA_DEFAULTS))
-        if unknown:
-            raise ConfigError(f"model.extra: unknown option(s) {unknown} for vtadl; supported: {sorted(EXTRA_DEFAULTS)}")
-        options = {**EXTRA_DEFAULTS, **extra}
-        dim, patch = cfg.model.base_width, options["patch_size"]
-        if not isinstance(patch, int) or patch < 2 or patch & (patch - 1):
-            raise ConfigError(f"model.extra.patch_size: must be a power of two >= 2, got {patch!r}")
-        if any(side % patch for side in cfg.data.model_size):
+        """Build from a `RunConfig`: data.channels / model_size and the `grdnet.methods.vtadl` options."""
+        model = cfg.model
+        if any(side % model.patch_size for side in cfg.data.model_size):
             raise ConfigError(
-                f"data.image_size (data.tile_size when tiling): {tuple(cfg.data.model_size)} is not divisible by the patch size {patch}; "
-                "change model.extra.patch_size or the image size"
+                f"data.image_size (data.tile_size when tiling): {tuple(cfg.data.model_size)} is not divisible by the "
+                f"patch size {model.patch_size}; change model.patch_size or the image size"
             )
-        if dim % options["heads"]:
-            raise ConfigError(f"model.base_width: {dim} (VT-ADL embedding dim) must be divisible by model.extra.heads {options['heads']}")
-        return cls(
-            cfg.data.channels, cfg.data.model_size, dim, patch, options["depth"], options["heads"],
-            options["components"],
-        )  # fmt: skip
+        return cls(cfg.data.channels, cfg.data.model_size, model.base_width, model.patch_size, model.depth,
+                   model.heads, model.components)
 
     @torch.no_grad()
     def update_nll_stats(self, patch_nll: Tensor) -> None:

@@ -30,6 +30,7 @@ from grdnet.config import RunConfig
 from grdnet.data import DatasetIndex, index_dataset, load_tensors
 from grdnet.errors import CheckpointError, ConfigError, TrainingError
 from grdnet.files import writable_folder
+from grdnet.methods import get_method
 from grdnet.models import build_model
 from grdnet.runtime import resolve_device, uses_bf16, versions
 from grdnet.seeds import seed_everything, torch_generator
@@ -37,7 +38,7 @@ from grdnet.tiling import random_tile_crops
 from grdnet.training.callbacks import EpochCallback, RunFiles
 from grdnet.training.distributed import DistributedContext
 from grdnet.training.loggers import open_logger
-from grdnet.training.recipes import RECIPES, StepContext, build_recipe
+from grdnet.training.recipes import StepContext, build_recipe
 from grdnet.training.resume import SEED_SCHEME, ResumeState
 from grdnet.training.validation import Validator
 
@@ -208,7 +209,7 @@ class Trainer:
             f"{section}.{key}"
             for section in old
             for key in old[section]
-            if old[section][key] != new[section][key] and (section, key) not in RESUMABLE_CHANGES
+            if old[section][key] != new[section].get(key) and (section, key) not in RESUMABLE_CHANGES
         ]
         if changed:
             raise ConfigError(
@@ -314,7 +315,7 @@ class Trainer:
         order = torch.randperm(n, generator=torch_generator(self.cfg.train.seed, "batch_order", epoch))
         shard = order[self.dist.rank :: self.dist.world_size][: n // self.dist.world_size]
         size = self.cfg.train.batch_size
-        if RECIPES[self.cfg.model.name].single_pass:  # the recipe's class: it is built after the first call
+        if get_method(self.cfg.model.name).single_pass:
             return list(shard.split(size))
         count = max(1, len(shard) // size) if len(shard) >= size else 1
         return [shard[i * size : (i + 1) * size] for i in range(count)]
@@ -421,7 +422,7 @@ class Trainer:
                     else:
                         progress.update(task, completed=step + 1)
                     if self.interrupt.requested and step + 1 < len(batches):
-                        if self.recipe.single_pass:
+                        if get_method(self.cfg.model.name).single_pass:
                             self.console.print("[yellow]interrupted: the one-pass fit was not finished; nothing saved")
                             raise KeyboardInterrupt
                         if self.dist.is_main:

@@ -41,9 +41,6 @@ class Recipe:
     class_balanced = False
     """True: the method needs known defect images and gets one per normal image in every batch (drawn with
     replacement); False: up to `batch_size` known defect images per batch, when there are any."""
-    single_pass = False
-    """True for "fit once" methods: every training image is seen once per epoch (no dropped last batch), and an
-    interrupted epoch is not saved (its partial statistics would be lost; the pass is rerun)."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
         self.model = model
@@ -114,18 +111,17 @@ class SyntheticAnomalyRecipe(Recipe):
 
 class FeatureFitRecipe(Recipe):
     """A "fit once" method (PatchCore, PaDiM): no optimiser; each step folds a batch of normal images into
-    statistics (`collect`), and `end_epoch` turns them into the model's state. The trainer then runs one pass
-    over every training image (`single_pass`) and calls `end_epoch` before validating.
+    statistics (`collect`), and `end_epoch` turns them into the model's state. Their method records say
+    `single_pass`: the trainer runs one pass over every training image (no dropped last batch; an interrupted
+    pass is not saved) and calls `end_epoch` before validating.
 
-    The backbone's pretrained weights are loaded here, from `model.extra.backbone_weights` (None = the installed
+    The backbone's pretrained weights are loaded here, from `model.backbone_weights` (None = the installed
     EfficientNet-Lite0 package's), so a checkpoint carries them and inference needs neither.
     """
 
-    single_pass = True
-
     def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
         super().__init__(model, cfg, context)
-        model.backbone.load_weights(cfg.model.extra.get("backbone_weights"))
+        model.backbone.load_weights(cfg.model.backbone_weights)
 
     def parts(self) -> dict[str, nn.Module]:
         return {}
