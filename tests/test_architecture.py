@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "grdnet"
-PACKAGES = ("data", "models", "synthesis", "training", "reports")
+PACKAGES = ("data", "methods", "models", "synthesis", "training", "reports")
 """Sub-packages that sit on one floor as a whole (written `data/` in the table)."""
 
 
