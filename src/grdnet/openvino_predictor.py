@@ -3,7 +3,8 @@ with the OpenVINO runtime on the CPU — NumPy, Pillow, no torch.
 
 Everything but the runtime call is `grdnet.onnx_predictor.ExportedPredictor`: the same metadata checks, pixel
 path, outputs, threshold and decision as `OnnxPredictor`. The metadata is the ONNX export's, kept in the IR's
-rt_info under `grdnet` (in the .xml: `<rt_info><grdnet><threshold value="..."/>...`). Inference runs in fp32
+rt_info under `grdnet` (in the .xml: `<rt_info><grdnet><threshold value="..."/>...`; OpenVINO's ONNX reader also
+copies it under `framework`, which is not read). Inference runs in fp32
 (`INFERENCE_PRECISION_HINT f32`: OpenVINO would otherwise pick bf16 on CPUs that have it, ~1e-2 off PyTorch).
 """
 
