@@ -10,7 +10,7 @@ compiled (torch.compile, default precision; skipped with a note when it fails or
 
 `--runtimes` measures instead GRD-Net inference on the CPU through PyTorch, ONNX Runtime and OpenVINO (files
 from `grdnet export`, each runtime's own call on prepared batches: `ExportedPredictor.run`), at the cpu
-profile's widths with 3 stages, batch 8, `--threads` threads, on whole images and on tiles of a quarter of
+profile's widths and stages, batch 8, `--threads` threads, on whole images and on tiles of a quarter of
 the side at half-tile stride (64² tiles, stride 32 at 256²), with the FLOPs per image and each runtime's largest
 score difference from PyTorch. Untrained weights: speed does not depend on them. Written as
 `speed_runtimes.json` / `.md`.
@@ -37,9 +37,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from grdnet.checkpoint import save_checkpoint
 from grdnet.config import RunConfig
 from grdnet.inference import Predictor
+from grdnet.methods import get_method
 from grdnet.models import build_model
 from grdnet.predictions_io import list_images
-from grdnet.profiles import SETTINGS
 from grdnet.runtime import autocast, resolve_device
 from grdnet.training import Trainer
 
@@ -50,8 +50,8 @@ MODELS = ("grdnet", "draem", "ganomaly")
 BATCHES = (1, 8, 64)
 RUNTIMES = ("pytorch", "onnxruntime", "openvino")
 RUNTIME_BATCH = 8
-RUNTIME_MODEL = {**{k: v for k, v in SETTINGS["cpu"]["grdnet"].items() if k.startswith("model.")}, "model.stages": 3}
-"""GRD-Net as the cpu profile builds it (widths 8 → 32, latent 16, segmenter 16), with 3 encoder stages."""
+RUNTIME_MODEL = {k: v for k, v in get_method("grdnet").profiles["cpu"].items() if k.startswith("model.")}
+"""GRD-Net as the cpu profile builds it (widths 8 → 32, latent 16, segmenter 16, 3 encoder stages)."""
 
 
 def main(argv: list[str] | None = None) -> int:
