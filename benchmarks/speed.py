@@ -10,13 +10,12 @@ compiled (torch.compile, default precision; skipped with a note when it fails or
 
 `--runtimes` measures instead GRD-Net inference on the CPU through PyTorch, ONNX Runtime and OpenVINO (files
 from `grdnet export`, each runtime's own call on prepared batches: `ExportedPredictor.run`), at the cpu
-profile's widths and stages, batch 8, `--threads` threads, on whole images and on tiles of a quarter of
-the side at half-tile stride (64² tiles, stride 32 at 256²), with the FLOPs per image and each runtime's largest
-score difference from PyTorch. Untrained weights: speed does not depend on them. Written as
+profile's widths and stages, batch 8, `--threads` threads, on whole images and on the cpu profile's 64² tiles
+at stride 32, with the FLOPs per image and each runtime's largest score difference from PyTorch. Untrained weights: speed does not depend on them. Written as
 `speed_runtimes.json` / `.md`.
 
     python benchmarks/speed.py --runtimes --threads 2 --image-size 256   # 5 s per figure
-    python benchmarks/speed.py --runtimes --quick --seconds 0.3          # 64², 16² tiles (seconds)
+    python benchmarks/speed.py --runtimes --quick --seconds 0.3          # 128² (seconds)
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from grdnet.inference import Predictor
 from grdnet.methods import get_method
 from grdnet.models import build_model
 from grdnet.predictions_io import list_images
+from grdnet.profiles import TILE
 from grdnet.runtime import autocast, resolve_device
 from grdnet.training import Trainer
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     category = resolve_data(args)
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     if args.runtimes:
-        rows = runtime_rows(category, args.work / "runtimes", 64 if args.quick else args.image_size, args.threads, seconds)
+        rows = runtime_rows(category, args.work / "runtimes", 128 if args.quick else args.image_size, args.threads, seconds)
         publish(f"{NAME}_runtimes", rows, "speed.py", argv, args.out, args.quick, {"threads": args.threads})
         return 0
     device = torch.device("cpu") if args.quick else resolve_device(args.device)
@@ -137,10 +137,10 @@ def measure(cfg, mode: str, device: torch.device, category: Path, seconds: float
 
 
 def runtime_rows(category: Path, work: Path, size: int, threads: int, seconds: float) -> list[dict[str, Any]]:
-    """Images/s at batch `RUNTIME_BATCH` per layout (whole image; tiles of a quarter of `size` at half-tile
-    stride) and runtime (a runtime that is not installed gets a note), on `size`² RGB images."""
+    """Images/s at batch `RUNTIME_BATCH` per layout (whole image; the cpu profile's tiles at half-tile stride) and
+    runtime (a runtime that is not installed gets a note), on `size`² RGB images."""
     torch.set_num_threads(threads)
-    tile = size // 4
+    tile = TILE["cpu"]
     layouts = {"whole": (f"{size}² whole", {}),
                "tiles": (f"{size}² tiles {tile}² stride {tile // 2}",
                          {"data.tile_size": [tile, tile], "data.tile_stride": [tile // 2, tile // 2]})}

@@ -49,7 +49,7 @@ def test_speed_runtimes_quick_compares_the_three_runtimes(work, tmp_path, monkey
     assert report["threads"] == 1
     rows = report["rows"]
     assert [(r["layout"], r["runtime"]) for r in rows] == [
-        (layout, runtime) for layout in ("64² whole", "64² tiles 16² stride 8") for runtime in ("pytorch", "onnxruntime", "openvino")]
+        (layout, runtime) for layout in ("128² whole", "128² tiles 64² stride 32") for runtime in ("pytorch", "onnxruntime", "openvino")]
     flops = {}
     for row in rows:
         if "note" in row:  # a runtime that is not installed
@@ -59,8 +59,8 @@ def test_speed_runtimes_quick_compares_the_three_runtimes(work, tmp_path, monkey
         assert row["max_abs_score_diff_vs_pytorch"] < 1e-4
         flops.setdefault(row["layout"], set()).add(row["gflops_forward_per_image"])
     assert all(len(values) == 1 and min(values) > 0 for values in flops.values())  # one model per layout
-    # 49 overlapping 16² tiles cost more than one pass over the whole 64² image
-    assert min(flops["64² tiles 16² stride 8"]) > min(flops["64² whole"])
+    # 9 overlapping 64² tiles cover 2.25 times the pixels of one pass over the whole 128² image
+    assert min(flops["128² tiles 64² stride 32"]) > 2 * min(flops["128² whole"])
 
 
 def test_accuracy_quick_aggregates_seeds_per_model_and_budget(work, tmp_path, monkeypatch):
