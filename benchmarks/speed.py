@@ -7,22 +7,39 @@ compiled (torch.compile, default precision; skipped with a note when it fails or
 
     python benchmarks/speed.py                  # MTD 256², on the GPU
     python benchmarks/speed.py --quick          # built-in data, 64 px, tiny widths, CPU (~1 s per figure)
+
+`--runtimes` measures instead GRD-Net inference on the CPU through PyTorch, ONNX Runtime and OpenVINO (files
+from `grdnet export`, each runtime's own call on prepared batches: `ExportedPredictor.run`), at the cpu
+profile's widths and stages, batch 8, `--threads` threads, on whole images and on the cpu profile's 64² tiles
+at stride 32, with the FLOPs per image and each runtime's largest score difference from PyTorch. Untrained weights: speed does not depend on them. Written as
+`speed_runtimes.json` / `.md`.
+
+    python benchmarks/speed.py --runtimes --threads 2 --image-size 256   # 5 s per figure
+    python benchmarks/speed.py --runtimes --quick --seconds 0.3          # 128² (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from grdnet.checkpoint import save_checkpoint
+from grdnet.config import RunConfig
 from grdnet.inference import Predictor
+from grdnet.methods import get_method
+from grdnet.models import build_model
 from grdnet.predictions_io import list_images
+from grdnet.profiles import TILE
 from grdnet.runtime import autocast, resolve_device
 from grdnet.training import Trainer
 
@@ -31,6 +48,10 @@ from common import add_run_arguments, publish, resolve_data, run_config
 NAME = "speed"
 MODELS = ("grdnet", "draem", "ganomaly")
 BATCHES = (1, 8, 64)
+RUNTIMES = ("pytorch", "onnxruntime", "openvino")
+RUNTIME_BATCH = 8
+RUNTIME_MODEL = {k: v for k, v in get_method("grdnet").profiles["cpu"].items() if k.startswith("model.")}
+"""GRD-Net as the cpu profile builds it (widths 8 → 32, latent 16, segmenter 16, 3 encoder stages)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile mode")
     parser.add_argument("--seconds", type=float, default=None, help="time per throughput figure (default 1 quick, 5)")
     parser.add_argument("--latency-calls", type=int, default=200)
+    parser.add_argument("--runtimes", action="store_true",
+                        help="only GRD-Net CPU inference through PyTorch, ONNX Runtime and OpenVINO (see above)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of every runtime (--runtimes)")
     args = parser.parse_args(argv)
     category = resolve_data(args)
     seconds = args.seconds or (1.0 if args.quick else 5.0)
+    if args.runtimes:
+        rows = runtime_rows(category, args.work / "runtimes", 128 if args.quick else args.image_size, args.threads, seconds)
+        publish(f"{NAME}_runtimes", rows, "speed.py", argv, args.out, args.quick, {"threads": args.threads})
+        return 0
     device = torch.device("cpu") if args.quick else resolve_device(args.device)
     peak = bf16_peak_flops(device)
     modes = ["fp32"] + (["bf16"] if device.type == "cuda" or args.cpu_bf16 else []) + ([] if args.no_compile else ["compiled"])
@@ -106,6 +134,62 @@ def measure(cfg, mode: str, device: torch.device, category: Path, seconds: float
     predictor.predict_folder(category / "test", cfg.train.output_dir / "predict", overlays=False)
     row["predict_folder_images_per_s"] = round(test_images / (time.perf_counter() - start), 1)
     return row
+
+
+def runtime_rows(category: Path, work: Path, size: int, threads: int, seconds: float) -> list[dict[str, Any]]:
+    """Images/s at batch `RUNTIME_BATCH` per layout (whole image; the cpu profile's tiles at half-tile stride) and
+    runtime (a runtime that is not installed gets a note), on `size`² RGB images."""
+    torch.set_num_threads(threads)
+    tile = TILE["cpu"]
+    layouts = {"whole": (f"{size}² whole", {}),
+               "tiles": (f"{size}² tiles {tile}² stride {tile // 2}",
+                         {"data.tile_size": [tile, tile], "data.tile_stride": [tile // 2, tile // 2]})}
+    rows = []
+    for name, (layout, tiling) in layouts.items():
+        folder = work / name
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = RunConfig.for_model("grdnet", {"data": {"root": str(category), "image_size": [size, size], "channels": 3},
+                                             "train": {"device": "cpu", "output_dir": str(folder)}}).updated(
+            {**RUNTIME_MODEL, **tiling})
+        torch.manual_seed(0)
+        save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "threshold": 0.5}, folder / "best.pt")
+        model = Predictor.from_checkpoint(folder / "best.pt", device="cpu").model
+        batch = torch.rand(RUNTIME_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
+        region = torch.ones(RUNTIME_BATCH, 1, size, size)
+        flops = forward_flops(model, (3, size, size), torch.device("cpu"))
+        expected = None
+        for runtime in RUNTIMES:
+            row: dict[str, Any] = {"model": "grdnet", "layout": layout, "runtime": runtime, "threads": threads}
+            if runtime == "pytorch":
+                call = partial(model, batch, region)
+            elif (predictor := exported_predictor(runtime, folder / "best.pt", threads)) is not None:
+                call = partial(predictor.run, batch.numpy(), region.numpy())
+            else:
+                rows.append({**row, "note": f"{runtime} is not installed"})
+                continue
+            with torch.no_grad():
+                score = np.asarray(call()["score"])
+                per_s = RUNTIME_BATCH * rate(call, seconds, torch.device("cpu"))
+            expected = score if expected is None else expected
+            rows.append({**row, f"images_per_s_b{RUNTIME_BATCH}": round(per_s, 1),
+                         "gflops_forward_per_image": round(flops / 1e9, 4), "gflop_per_s": round(flops * per_s / 1e9, 1),
+                         "max_abs_score_diff_vs_pytorch": float(np.abs(score - expected).max())})
+    return rows
+
+
+def exported_predictor(runtime: str, checkpoint: Path, threads: int) -> Any:
+    """An `OnnxPredictor` / `OpenVinoPredictor` on a fresh export of `checkpoint`; None when `runtime` is not installed."""
+    from grdnet.export import export_onnx, export_openvino
+
+    if importlib.util.find_spec(runtime) is None:
+        return None
+    if runtime == "onnxruntime":
+        from grdnet.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor(export_onnx(checkpoint, parity=False).path, threads=threads)
+    from grdnet.openvino_predictor import OpenVinoPredictor
+
+    return OpenVinoPredictor(export_openvino(checkpoint, parity=False).path, threads=threads)
 
 
 def forward_flops(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device) -> int:

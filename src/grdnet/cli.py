@@ -242,16 +242,22 @@ def _write_records(records: list[dict[str, Any]], path: Path) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--overlays/--no-overlays", default=True, show_default=True, help="Write heatmap overlays as PNG.")
 @click.option("--device", default="auto")
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]),
-              help="torch for checkpoints, onnxruntime for files from grdnet export (default: from the suffix).")
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime", "openvino"]),
+              help="torch for checkpoints, onnxruntime for .onnx and openvino for .xml files from grdnet export "
+                   "(default: from the suffix).")
 @click.option("--json", "json_output", is_flag=True, help="Also write predictions.json (score, decision, regions).")
 @click.option("--record", "record_url", help="Also log every result to this database URL, e.g. sqlite:///inspections.db.")
 def predict(checkpoint, images, output, batch_size, overlays, device, backend, json_output, record_url) -> None:
     """Score a folder (or one image). Example: grdnet predict runs/mtd/best.pt new_images/ --output out/"""
-    if (backend or ("onnxruntime" if Path(checkpoint).suffix == ".onnx" else "torch")) == "onnxruntime":
+    backend = backend or {".onnx": "onnxruntime", ".xml": "openvino"}.get(Path(checkpoint).suffix, "torch")
+    if backend == "onnxruntime":
         from grdnet.onnx_predictor import OnnxPredictor
 
         predictor = OnnxPredictor(checkpoint)
+    elif backend == "openvino":
+        from grdnet.openvino_predictor import OpenVinoPredictor
+
+        predictor = OpenVinoPredictor(checkpoint)
     else:
         from grdnet.inference import Predictor
 

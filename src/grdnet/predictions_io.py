@@ -1,6 +1,6 @@
 """Torch-free prediction outputs: defect regions, inspection records, `scores.csv`, `predictions.json`, overlays.
 
-Shared by the PyTorch `Predictor`, the ONNX Runtime `OnnxPredictor` and the HTTP service.
+Shared by the PyTorch `Predictor`, the ONNX Runtime `OnnxPredictor`, the `OpenVinoPredictor` and the HTTP service.
 """
 
 from __future__ import annotations

@@ -18,14 +18,15 @@ def work(tmp_path_factory):
     return tmp_path_factory.mktemp("work")
 
 
-def run(name: str, args: list[str], work: Path, out: Path, monkeypatch) -> dict:
+def run(name: str, args: list[str], work: Path, out: Path, monkeypatch, result: str | None = None) -> dict:
+    """`benchmarks/NAME.py --quick ARGS`; the JSON it wrote as `RESULT_quick.json` (RESULT defaults to NAME)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--quick", "--work", str(work), "--out", str(out), *args]) == 0
-    assert (out / f"{name}_quick.md").exists()
-    return json.loads((out / f"{name}_quick.json").read_text())
+    assert (out / f"{result or name}_quick.md").exists()
+    return json.loads((out / f"{result or name}_quick.json").read_text())
 
 
 def test_speed_quick_reports_throughput_latency_and_flops(work, tmp_path, monkeypatch):
@@ -40,6 +41,26 @@ def test_speed_quick_reports_throughput_latency_and_flops(work, tmp_path, monkey
     assert row["gflops_train_per_image"] == pytest.approx(3 * row["gflops_forward_per_image"], rel=1e-3)
     assert 0 < row["latency_ms_median"] <= row["latency_ms_p99"]
     assert row["train_peak_MiB"] is row["infer_peak_MiB"] is row["share_of_bf16_peak"] is None
+
+
+def test_speed_runtimes_quick_compares_the_three_runtimes(work, tmp_path, monkeypatch):
+    report = run("speed", ["--runtimes", "--seconds", "0.2", "--threads", "1"], work, tmp_path, monkeypatch,
+                 result="speed_runtimes")
+    assert report["threads"] == 1
+    rows = report["rows"]
+    assert [(r["layout"], r["runtime"]) for r in rows] == [
+        (layout, runtime) for layout in ("128² whole", "128² tiles 64² stride 32") for runtime in ("pytorch", "onnxruntime", "openvino")]
+    flops = {}
+    for row in rows:
+        if "note" in row:  # a runtime that is not installed
+            assert row["runtime"] != "pytorch" and row["note"].endswith("is not installed")
+            continue
+        assert row["images_per_s_b8"] > 0 and row["gflop_per_s"] > 0
+        assert row["max_abs_score_diff_vs_pytorch"] < 1e-4
+        flops.setdefault(row["layout"], set()).add(row["gflops_forward_per_image"])
+    assert all(len(values) == 1 and min(values) > 0 for values in flops.values())  # one model per layout
+    # 9 overlapping 64² tiles cover 2.25 times the pixels of one pass over the whole 128² image
+    assert min(flops["128² tiles 64² stride 32"]) > 2 * min(flops["128² whole"])
 
 
 def test_accuracy_quick_aggregates_seeds_per_model_and_budget(work, tmp_path, monkeypatch):
