@@ -245,7 +245,8 @@ def test_bad_checkpoints_are_one_line_errors_everywhere(untrained, tmp_path, com
         (run / "asked.yaml").write_text(json.dumps(wider if fragment.startswith("weights") else state["config"]))
         result = cli(*args)
         if command == "resume" and fragment.startswith("weights"):
-            fragment = "last.pt: does not match this model"
+            # the fixture was saved by hand, not by `grdnet train`: resuming names that first
+            fragment = "last.pt: holds no resume state" if "rng" not in state else "last.pt: does not match this model"
         one_line_error(result, fragment)
         assert "weights_only" not in result.output
 

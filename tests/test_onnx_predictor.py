@@ -87,7 +87,8 @@ def test_fit_export_pads_and_zeroes_maps_like_torch(builtin_category, tmp_path):
     assert onnx_predictor.resize == "fit" and onnx_predictor.metadata["resize"] == "fit"
     tall = np.random.default_rng(0).integers(0, 255, (64, 32), dtype=np.uint8)  # fits as columns 0–31 of 64×64
     batch, valid = onnx_predictor.prepare(tall)
-    assert np.all(batch[:, :, :, 32:] == 0) and valid[0, :, :32].all() and not valid[0, :, 32:].any()
+    assert np.array_equal(batch[:, :, :, 32:], batch[:, :, :, :32][..., ::-1])  # padding mirrors the image
+    assert valid[0, :, :32].all() and not valid[0, :, 32:].any()
     got = onnx_predictor.predict(tall)
     assert np.all(got.anomaly_map[:, :, 32:] == 0) and np.all(got.smoothed_map[:, :, 32:] == 0)
     expected = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu").predict(tall)

