@@ -138,42 +138,51 @@ def measure(cfg, mode: str, device: torch.device, category: Path, seconds: float
 
 def runtime_rows(category: Path, work: Path, size: int, threads: int, seconds: float) -> list[dict[str, Any]]:
     """Images/s at batch `RUNTIME_BATCH` per layout (whole image; the cpu profile's tiles at half-tile stride) and
-    runtime (a runtime that is not installed gets a note), on `size`² RGB images."""
-    torch.set_num_threads(threads)
+    runtime (a runtime that is not installed gets a note), on `size`² RGB images. PyTorch runs on `threads`
+    threads too; the process's thread count is restored after."""
     tile = TILE["cpu"]
     layouts = {"whole": (f"{size}² whole", {}),
                "tiles": (f"{size}² tiles {tile}² stride {tile // 2}",
                          {"data.tile_size": [tile, tile], "data.tile_stride": [tile // 2, tile // 2]})}
-    rows = []
-    for name, (layout, tiling) in layouts.items():
-        folder = work / name
-        folder.mkdir(parents=True, exist_ok=True)
-        cfg = RunConfig.for_model("grdnet", {"data": {"root": str(category), "image_size": [size, size], "channels": 3},
-                                             "train": {"device": "cpu", "output_dir": str(folder)}}).updated(
-            {**RUNTIME_MODEL, **tiling})
-        torch.manual_seed(0)
-        save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "threshold": 0.5}, folder / "best.pt")
-        model = Predictor.from_checkpoint(folder / "best.pt", device="cpu").model
-        batch = torch.rand(RUNTIME_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
-        region = torch.ones(RUNTIME_BATCH, 1, size, size)
-        flops = forward_flops(model, (3, size, size), torch.device("cpu"))
-        expected = None
-        for runtime in RUNTIMES:
-            row: dict[str, Any] = {"model": "grdnet", "layout": layout, "runtime": runtime, "threads": threads}
-            if runtime == "pytorch":
-                call = partial(model, batch, region)
-            elif (predictor := exported_predictor(runtime, folder / "best.pt", threads)) is not None:
-                call = partial(predictor.run, batch.numpy(), region.numpy())
-            else:
-                rows.append({**row, "note": f"{runtime} is not installed"})
-                continue
-            with torch.no_grad():
-                score = np.asarray(call()["score"])
-                per_s = RUNTIME_BATCH * rate(call, seconds, torch.device("cpu"))
-            expected = score if expected is None else expected
-            rows.append({**row, f"images_per_s_b{RUNTIME_BATCH}": round(per_s, 1),
-                         "gflops_forward_per_image": round(flops / 1e9, 4), "gflop_per_s": round(flops * per_s / 1e9, 1),
-                         "max_abs_score_diff_vs_pytorch": float(np.abs(score - expected).max())})
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return [row for name, (layout, tiling) in layouts.items()
+                for row in layout_rows(category, work / name, size, layout, tiling, threads, seconds)]
+    finally:
+        torch.set_num_threads(previous)
+
+
+def layout_rows(category: Path, folder: Path, size: int, layout: str, tiling: dict[str, Any], threads: int,
+                seconds: float) -> list[dict[str, Any]]:
+    """One row per runtime for an untrained GRD-Net (`RUNTIME_MODEL` with `tiling`) saved in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = RunConfig.for_model("grdnet", {"data": {"root": str(category), "image_size": [size, size], "channels": 3},
+                                         "train": {"device": "cpu", "output_dir": str(folder)}}).updated(
+        {**RUNTIME_MODEL, **tiling})
+    torch.manual_seed(0)
+    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "threshold": 0.5}, folder / "best.pt")
+    model = Predictor.from_checkpoint(folder / "best.pt", device="cpu").model
+    batch = torch.rand(RUNTIME_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
+    region = torch.ones(RUNTIME_BATCH, 1, size, size)
+    flops = forward_flops(model, (3, size, size), torch.device("cpu"))
+    rows, expected = [], None
+    for runtime in RUNTIMES:
+        row: dict[str, Any] = {"model": "grdnet", "layout": layout, "runtime": runtime, "threads": threads}
+        if runtime == "pytorch":
+            call = partial(model, batch, region)
+        elif (predictor := exported_predictor(runtime, folder / "best.pt", threads)) is not None:
+            call = partial(predictor.run, batch.numpy(), region.numpy())
+        else:
+            rows.append({**row, "note": f"{runtime} is not installed"})
+            continue
+        with torch.no_grad():
+            score = np.asarray(call()["score"])
+            per_s = RUNTIME_BATCH * rate(call, seconds, torch.device("cpu"))
+        expected = score if expected is None else expected
+        rows.append({**row, f"images_per_s_b{RUNTIME_BATCH}": round(per_s, 1),
+                     "gflops_forward_per_image": round(flops / 1e9, 4), "gflop_per_s": round(flops * per_s / 1e9, 1),
+                     "max_abs_score_diff_vs_pytorch": float(np.abs(score - expected).max())})
     return rows
 
 

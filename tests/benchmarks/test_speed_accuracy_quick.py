@@ -44,9 +44,13 @@ def test_speed_quick_reports_throughput_latency_and_flops(work, tmp_path, monkey
 
 
 def test_speed_runtimes_quick_compares_the_three_runtimes(work, tmp_path, monkeypatch):
+    import torch
+
+    threads = torch.get_num_threads()
     report = run("speed", ["--runtimes", "--seconds", "0.2", "--threads", "1"], work, tmp_path, monkeypatch,
                  result="speed_runtimes")
-    assert report["threads"] == 1
+    assert report["threads"] == 1 and {row["threads"] for row in report["rows"]} == {1}
+    assert torch.get_num_threads() == threads  # in-process: the tests after it keep their thread count
     rows = report["rows"]
     assert [(r["layout"], r["runtime"]) for r in rows] == [
         (layout, runtime) for layout in ("128² whole", "128² tiles 64² stride 32") for runtime in ("pytorch", "onnxruntime", "openvino")]
