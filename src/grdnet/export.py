@@ -61,7 +61,7 @@ def export_onnx(checkpoint: Path, output: Path | None = None, dynamic_size: bool
     """
     source = checkpoint_file(checkpoint)
     output = _output_path(source, output, ".onnx")
-    model, cfg = _write_onnx(source, output, dynamic_size, opset)
+    model, cfg, _ = _write_onnx(source, output, dynamic_size, opset)
     result = ExportResult(output, dynamic_size, {}, "")
     if parity:
         from grdnet.onnx_predictor import OnnxPredictor
@@ -80,7 +80,6 @@ def export_openvino(checkpoint: Path, output: Path | None = None, dynamic_size: 
     compared with PyTorch as `export_onnx` compares ONNX Runtime.
     """
     ov = require("openvino")
-    onnx = require("onnx")
 
     source = checkpoint_file(checkpoint)
     output = _output_path(source, output, ".xml")
@@ -88,13 +87,11 @@ def export_openvino(checkpoint: Path, output: Path | None = None, dynamic_size: 
         raise ConfigError(f"--output {output}: an OpenVINO IR's name ends in .xml, e.g. {output.with_suffix('.xml')}")
     with tempfile.TemporaryDirectory() as folder:
         onnx_path = Path(folder) / "model.onnx"
-        model, cfg = _write_onnx(source, onnx_path, dynamic_size, opset)
-        metadata = {p.key[len("grdnet."):]: p.value for p in onnx.load(str(onnx_path)).metadata_props if p.key.startswith("grdnet.")}
+        model, cfg, metadata = _write_onnx(source, onnx_path, dynamic_size, opset)
         try:
             converted = ov.convert_model(str(onnx_path))
         except Exception as error:  # OpenVINO's frontends raise their own types, with multi-line messages
-            first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-            raise ConfigError(f"{source}: OpenVINO cannot convert the ONNX graph ({first[:200]}); use the default "
+            raise ConfigError(f"{source}: OpenVINO cannot convert the ONNX graph ({_first_line(error)}); use the default "
                               f"--opset {DEFAULT_OPSET} or export --format onnx") from None
     from grdnet.openvino_predictor import RT_INFO_SECTION, OpenVinoPredictor
 
@@ -119,9 +116,10 @@ def _output_path(source: Path, output: Path | None, suffix: str) -> Path:
     return output
 
 
-def _write_onnx(source: Path, output: Path, dynamic_size: bool, opset: int) -> tuple[nn.Module, RunConfig]:
+def _write_onnx(source: Path, output: Path, dynamic_size: bool, opset: int) -> tuple[nn.Module, RunConfig, dict[str, str]]:
     """Trace `source`'s inference forward into the ONNX file `output` with its `grdnet.*` metadata; returns the
-    PyTorch model that was traced (eval mode) and the checkpoint's config, for a parity check."""
+    PyTorch model that was traced (eval mode) and the checkpoint's config, for a parity check, and the metadata
+    (keys without the `grdnet.` prefix)."""
     import torch
 
     from grdnet.onnx_predictor import FORMAT
@@ -158,11 +156,10 @@ def _write_onnx(source: Path, output: Path, dynamic_size: bool, opset: int) -> t
             torch.onnx.export(_inference_graph(model, names), (example, region), str(output),
                               input_names=["image", "region"], output_names=names, dynamic_axes=axes, opset_version=opset, dynamo=False)
         except Exception as error:  # the exporter raises many types, often with a whole graph dump
-            first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-            raise ConfigError(f"{source}: ONNX export at opset {opset} failed ({first[:200]}); use the default "
+            raise ConfigError(f"{source}: ONNX export at opset {opset} failed ({_first_line(error)}); use the default "
                               f"--opset {DEFAULT_OPSET}") from None
     threshold = float(state.get("threshold", float("nan")))
-    _write_metadata(output, {
+    metadata = {
         "format": FORMAT,
         "config": json.dumps(cfg.to_dict()),
         "threshold": repr(threshold),
@@ -173,8 +170,9 @@ def _write_onnx(source: Path, output: Path, dynamic_size: bool, opset: int) -> t
         "outputs": json.dumps(names),
         "version": grdnet.__version__,
         "checkpoint_sha256": sha256_file(source),
-    })
-    return model, cfg
+    }
+    _write_metadata(output, metadata)
+    return model, cfg, metadata
 
 
 def _inference_graph(model: nn.Module, names: list[str]) -> nn.Module:
@@ -212,6 +210,13 @@ def _bottleneck(cfg: RunConfig) -> str:
     """" (bottleneck drae)" for methods with a bottleneck option (its dense latent fixes the size), else ""."""
     bottleneck = getattr(cfg.model, "bottleneck", None)
     return f" (bottleneck {bottleneck})" if bottleneck else ""
+
+
+def _first_line(error: Exception) -> str:
+    """An exporter's or converter's error as one short line: its first non-empty line (they often dump a whole
+    graph), at most 200 characters, else the error's type name."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return first[:200]
 
 
 def _write_metadata(path: Path, values: dict[str, str]) -> None:

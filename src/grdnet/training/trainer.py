@@ -457,13 +457,9 @@ class Trainer:
                 epochs_run = epoch + 1 - start_epoch
                 # Stop before an epoch that would overrun the budget (epoch cost: this run's mean so far).
                 out_of_time = self._remaining_epochs(elapsed, epochs_run, epoch + 1) == 0 and not is_last
-                if self.dist.enabled:  # every rank stops at the same epoch
-                    flag = torch.tensor([float(out_of_time)], dtype=torch.float64, device=self.device)
-                    out_of_time = bool(self.dist.sum(flag).item() > 0)
+                out_of_time = self._on_any_rank(out_of_time)  # every rank stops at the same epoch
                 due = (epoch + 1) % cfg.train.val_every == 0 and self._validation_due(time.perf_counter() - validated_at)
-                if self.dist.enabled:  # every rank validates at the same epoch
-                    flag = torch.tensor([float(due)], dtype=torch.float64, device=self.device)
-                    due = bool(self.dist.sum(flag).item() > 0)
+                due = self._on_any_rank(due)  # every rank validates at the same epoch
                 if due or is_last or out_of_time:
                     validation_start = time.perf_counter()
                     record.update(self.validator.run(self.model))
@@ -535,6 +531,13 @@ class Trainer:
     @staticmethod
     def _format(values: dict[str, float]) -> str:
         return " ".join(f"{k}={v:.4g}" for k, v in values.items())
+
+    def _on_any_rank(self, flag: bool) -> bool:
+        """`flag` as the ranks agree on it under DDP: true when it is true on any rank (unchanged otherwise)."""
+        if not self.dist.enabled:
+            return flag
+        total = self.dist.sum(torch.tensor([float(flag)], dtype=torch.float64, device=self.device))
+        return bool(total.item() > 0)
 
     def _validation_due(self, since_last: float) -> bool:
         """With `train.val_share`: whether `since_last` seconds of training since the latest validation are
