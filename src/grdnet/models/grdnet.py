@@ -10,6 +10,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
@@ -139,8 +140,18 @@ class Discriminator(nn.Module):
         return features, self.classifier(features.mean(dim=(2, 3))).squeeze(1)
 
 
+FEATURE_LEVELS = ("layer1", "layer2")
+"""Backbone stages the segmenter sees with `segmenter_features="pretrained"` (strides 4 and 8: local structure,
+fine enough for small marks)."""
+
+
 class Segmenter(nn.Module):
-    """U-Net on concat(x_n, x̂) (2C channels) → anomaly map A (B, 1, H, W) in [0, 1]."""
+    """U-Net on concat(x_n, x̂) (2C channels) → anomaly map A (B, 1, H, W) in [0, 1].
+
+    With a frozen `backbone` (`grdnet.models.backbones.FeatureExtractor`), the U-Net also sees, per level, the
+    backbone's features φ(x_n) and the residual |φ(x_n) − φ(x̂)|, upsampled bilinearly to (H, W): the GRD-Net
+    comparison of input and reconstruction made in a space where normal texture looks alike.
+    """
 
     def __init__(
         self,
@@ -149,12 +160,24 @@ class Segmenter(nn.Module):
         levels: int = 4,
         output: Literal["sigmoid", "softmax"] = "sigmoid",
         norm: NormKind = "group",
+        backbone: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.unet = UNet(2 * in_channels, 1, width, levels, output, norm=norm)
+        feature_channels = 2 * sum(backbone.channels.values()) if backbone is not None else 0
+        self.unet = UNet(2 * in_channels + feature_channels, 1, width, levels, output, norm=norm)
+        self.backbone = backbone
 
     def forward(self, x: Tensor, reconstruction: Tensor) -> Tensor:
-        return self.unet(torch.cat([x, reconstruction], dim=1))
+        inputs = [x, reconstruction]
+        if self.backbone is not None:
+            with torch.no_grad():
+                features = self.backbone(torch.cat([x, reconstruction]).float()).values()
+                for both in features:
+                    f_x, f_r = both.chunk(2)
+                    size = x.shape[-2:]
+                    inputs += [F.interpolate(f_x, size=size, mode="bilinear", align_corners=False).to(x.dtype),
+                               F.interpolate((f_x - f_r).abs(), size=size, mode="bilinear", align_corners=False).to(x.dtype)]
+        return self.unet(torch.cat(inputs, dim=1))
 
 
 class GRDNet(nn.Module):
@@ -183,6 +206,7 @@ class GRDNet(nn.Module):
         segmenter_output: Literal["sigmoid", "softmax"] = "sigmoid",
         stages: int = NUM_STAGES,
         norm: NormKind = "group",
+        segmenter_features: Literal["none", "pretrained"] = "none",
     ) -> None:
         super().__init__()
         if bottleneck not in ("crae", "drae"):
@@ -195,6 +219,12 @@ class GRDNet(nn.Module):
         self.discriminator = Discriminator(in_channels, base_width, max_width, stages, norm)
         self.segmenter = Segmenter(in_channels, segmenter_width, segmenter_levels, segmenter_output, norm)
         self.apply(init_weights)
+        if segmenter_features == "pretrained":  # after init_weights: the backbone's weights are loaded by the recipe
+            from grdnet.models.backbones import build_backbone
+
+            self.segmenter = Segmenter(in_channels, segmenter_width, segmenter_levels, segmenter_output, norm,
+                                       build_backbone("efficientnet_lite0", FEATURE_LEVELS, pretrained=False))
+            self.segmenter.unet.apply(init_weights)
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GRDNet:
@@ -214,6 +244,7 @@ class GRDNet(nn.Module):
             segmenter_output=model.segmenter_output,
             stages=model.stages,
             norm=model.norm,
+            segmenter_features=model.segmenter_features,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:

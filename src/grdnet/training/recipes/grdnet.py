@@ -20,6 +20,13 @@ class GRDNetRecipe(SyntheticAnomalyRecipe):
 
     monitored = "con"
 
+    def __init__(self, model: nn.Module, cfg, context) -> None:
+        super().__init__(model, cfg, context)
+        backbone = model.segmenter.backbone
+        if backbone is not None:  # loaded here, so a checkpoint carries the weights and inference needs neither
+            source = backbone.load_weights(cfg.model.backbone_weights)
+            context.log(f"segmenter features: pretrained EfficientNet-Lite0 from {source}, frozen")
+
     def parts(self) -> dict[str, nn.Module]:
         return {
             "generator": self.model.generator,
