@@ -130,11 +130,26 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_config, monkeypatch)
 
 def test_time_budget_stops_before_an_epoch_that_would_overrun(make_config):
     trainer = Trainer(make_config("budget", epochs=50, max_minutes=1.0), show_progress=False)
-    # 10 s per epoch so far (3 epochs in 30 s): 30 s of the 60 left fit 3 more epochs; never past train.epochs.
+    # 10 s of training per epoch so far (3 epochs in 30 s): 30 s of the 60 left fit 3 more epochs.
+    trainer._training_seconds = 30.0
     assert trainer._remaining_epochs(elapsed=30.0, epochs_run=3, epochs_done=3) == 3
+    trainer._training_seconds = 50.0
     assert trainer._remaining_epochs(elapsed=55.0, epochs_run=5, epochs_done=5) == 0
-    assert trainer._remaining_epochs(elapsed=1.0, epochs_run=1, epochs_done=49) == 1
+    trainer._training_seconds = 1.0
+    assert trainer._remaining_epochs(elapsed=1.0, epochs_run=1, epochs_done=49) == 1  # never past train.epochs
     assert "50 epochs planned" in trainer._eta(1.0, 1, 49)
+
+
+def test_the_epoch_cost_counts_validation_by_its_share_not_as_training(make_config):
+    """A long first validation (e.g. 300 s against 30 s epochs) must not make every epoch look ten times dearer."""
+    shared = Trainer(make_config("share-cost", epochs=500, max_minutes=15.0, val_share=0.2), show_progress=False)
+    shared._training_seconds, shared._validation_seconds = 60.0, 300.0  # 2 epochs of 30 s, one validation of 300 s
+    assert shared._epoch_cost(2) == pytest.approx(30.0 / 0.8)
+    # 900 s budget, 360 s gone, 300 s kept for the final validation: 240 s left at 37.5 s an epoch
+    assert shared._remaining_epochs(elapsed=360.0, epochs_run=2, epochs_done=2) == 6
+    every = Trainer(make_config("every-cost", epochs=500, max_minutes=15.0, val_every=5), show_progress=False)
+    every._training_seconds, every._validation_seconds = 60.0, 50.0
+    assert every._epoch_cost(2) == pytest.approx(30.0 + 10.0)
 
 
 def test_a_tiny_budget_ends_after_one_validated_epoch(make_config):
@@ -230,7 +245,9 @@ def test_val_share_spaces_validations_by_their_cost_and_the_budget_keeps_one_in_
     assert trainer._validation_due(0.0)  # before the first validation: as val_every says
     trainer._validation_seconds = 10.0  # a validation costs 10 s: the next after 40 s of training (20 % of the time)
     assert not trainer._validation_due(39.0) and trainer._validation_due(40.0)
-    # 30 s for 3 epochs, 30 s left of which 10 s are kept for the final validation: 2 more epochs, not 3
+    # 24 s of training for 3 epochs (8 s each, 10 s with the validation's fifth), 30 s left of which 10 s are
+    # kept for the final validation: 2 more epochs, not 3
+    trainer._training_seconds = 24.0
     assert trainer._remaining_epochs(elapsed=30.0, epochs_run=3, epochs_done=3) == 2
     plain = Trainer(make_config("val-every", epochs=50, max_minutes=1.0), show_progress=False)
     plain._validation_seconds = 10.0

@@ -149,8 +149,10 @@ class Segmenter(nn.Module):
     """U-Net on concat(x_n, x̂) (2C channels) → anomaly map A (B, 1, H, W) in [0, 1].
 
     With a frozen `backbone` (`grdnet.models.backbones.FeatureExtractor`), the U-Net also sees, per level, the
-    backbone's features φ(x_n) and the residual |φ(x_n) − φ(x̂)|, upsampled bilinearly to (H, W): the GRD-Net
-    comparison of input and reconstruction made in a space where normal texture looks alike.
+    backbone's features φ(x_n) and the residual |φ(x_n) − φ(x̂)|: GRD-Net's comparison of input and reconstruction
+    made in a space where normal texture looks alike. Each level's pair is projected by a learned 1×1 conv to
+    `width` channels at its own resolution, then upsampled bilinearly to (H, W) (the two commute; projecting
+    first keeps the full-resolution input narrow).
     """
 
     def __init__(
@@ -163,20 +165,21 @@ class Segmenter(nn.Module):
         backbone: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        feature_channels = 2 * sum(backbone.channels.values()) if backbone is not None else 0
-        self.unet = UNet(2 * in_channels + feature_channels, 1, width, levels, output, norm=norm)
         self.backbone = backbone
+        self.projections = nn.ModuleList(
+            nn.Conv2d(2 * channels, width, 1) for channels in (backbone.channels.values() if backbone else ())
+        )
+        self.unet = UNet(2 * in_channels + width * len(self.projections), 1, width, levels, output, norm=norm)
 
     def forward(self, x: Tensor, reconstruction: Tensor) -> Tensor:
         inputs = [x, reconstruction]
         if self.backbone is not None:
             with torch.no_grad():
-                features = self.backbone(torch.cat([x, reconstruction]).float()).values()
-                for both in features:
-                    f_x, f_r = both.chunk(2)
-                    size = x.shape[-2:]
-                    inputs += [F.interpolate(f_x, size=size, mode="bilinear", align_corners=False).to(x.dtype),
-                               F.interpolate((f_x - f_r).abs(), size=size, mode="bilinear", align_corners=False).to(x.dtype)]
+                features = list(self.backbone(torch.cat([x, reconstruction]).float()).values())
+            for projection, both in zip(self.projections, features):
+                f_x, f_r = both.to(x.dtype).chunk(2)
+                projected = projection(torch.cat([f_x, (f_x - f_r).abs()], dim=1))
+                inputs.append(F.interpolate(projected, size=x.shape[-2:], mode="bilinear", align_corners=False))
         return self.unet(torch.cat(inputs, dim=1))
 
 
@@ -225,6 +228,7 @@ class GRDNet(nn.Module):
             self.segmenter = Segmenter(in_channels, segmenter_width, segmenter_levels, segmenter_output, norm,
                                        build_backbone("efficientnet_lite0", FEATURE_LEVELS, pretrained=False))
             self.segmenter.unet.apply(init_weights)
+            self.segmenter.projections.apply(init_weights)
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GRDNet:

@@ -139,6 +139,7 @@ class Trainer:
         self.callbacks: list[EpochCallback] = []
         self.interrupt = GracefulInterrupt()
         self._validation_seconds = 0.0  # duration of the latest validation (0 before the first)
+        self._training_seconds = 0.0  # training time (validation excluded) of this run's epochs so far
         self.device = self.dist.device_for(resolve_device(cfg.train.device))
         self.bf16 = uses_bf16(cfg.train.precision, self.device)
         self.index = index if index is not None else index_dataset(cfg.data)
@@ -445,6 +446,7 @@ class Trainer:
                     else:
                         scheduler.step()
                 epoch_seconds = time.perf_counter() - epoch_start
+                self._training_seconds += epoch_seconds
                 record: dict[str, Any] = {
                     "epoch": epoch + 1,
                     **{f"loss_{k}": v for k, v in means.items()},
@@ -474,7 +476,6 @@ class Trainer:
                 epoch += 1
                 if self.dist.is_main:
                     save_checkpoint(self._state(epoch, 0, generator, {}), last_path)
-                    planned = str(epoch + self._remaining_epochs(elapsed, epochs_run, epoch))
                     self._after_epoch(record, self._eta(elapsed, epochs_run, epoch))
                 progress.remove_task(task)
                 if self.interrupt.requested:
@@ -547,22 +548,30 @@ class Trainer:
             return True
         return since_last >= self._validation_seconds * (1 - share) / share
 
+    def _epoch_cost(self, epochs_run: int) -> float:
+        """Expected seconds of one more epoch: this run's mean training time per epoch plus its share of
+        validation (a `val_share` of the time, or the latest validation's duration every `val_every` epochs)."""
+        train = self.cfg.train
+        per_epoch = self._training_seconds / max(epochs_run, 1)
+        if train.val_share is not None:
+            return per_epoch / (1 - train.val_share)
+        return per_epoch + self._validation_seconds / train.val_every
+
     def _remaining_epochs(self, elapsed: float, epochs_run: int, epochs_done: int) -> int:
         """Epochs still to run: up to `train.epochs`, and under `train.max_minutes` only as many as fit in
-        the time left at this run's mean epoch cost (`elapsed` seconds for `epochs_run` epochs, validation
-        included), keeping the latest validation's duration in reserve for the final one."""
+        the time left (`elapsed` seconds so far) at `_epoch_cost`, keeping the latest validation's duration in
+        reserve for the final one."""
         remaining = self.cfg.train.epochs - epochs_done
         budget = self.cfg.train.max_minutes
         if budget is None:
             return remaining
-        per_epoch = elapsed / max(epochs_run, 1)
         left = budget * 60 - elapsed - self._validation_seconds
-        return max(0, min(remaining, int(left // per_epoch)))
+        return max(0, min(remaining, int(left // self._epoch_cost(epochs_run))))
 
     def _eta(self, elapsed: float, epochs_run: int, epochs_done: int) -> str:
-        """'≈N epochs left, ends ~HH:MM:SS' from this run's mean epoch cost."""
+        """'N epochs planned, ends ~HH:MM:SS' from `_epoch_cost` and the final validation's expected duration."""
         left = self._remaining_epochs(elapsed, epochs_run, epochs_done)
-        end = time.time() + left * elapsed / max(epochs_run, 1)
+        end = time.time() + left * self._epoch_cost(epochs_run) + (self._validation_seconds if left else 0.0)
         planned = epochs_done + left
         return f"{planned} epochs planned, ends ~{time.strftime('%H:%M:%S', time.localtime(end))}"
 
