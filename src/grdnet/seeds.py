@@ -31,6 +31,7 @@ STREAMS = (
     "latent_search",  # KD-GAN: the latent search's starting z
     "export_inputs",  # ONNX export: the tracing example and random parity inputs
     "builtin_dataset",  # (split, defect type, index): one image of the built-in data set
+    "memory_bank",  # GRD-Net: the tiles and patches of its segmenter's memory bank
 )
 """Every named stream, in spawn order (append new ones at the end: the position is part of the seed)."""
 

@@ -1,4 +1,5 @@
-"""What PatchCore and PaDiM share: the frozen backbone, multi-level patch features, the Gaussian-smoothed map, squashing.
+"""What the feature methods share: the frozen backbone, multi-level patch features, nearest neighbours in a
+memory bank, the Gaussian-smoothed map, squashing.
 
 Both are "fit once" methods on a frozen pretrained backbone (`grdnet.models.backbones`): their state is
 statistics of the training images' patch features (tensors in the state dict), set by their recipe.
@@ -36,6 +37,35 @@ def patch_features(extractor: FeatureExtractor, x: Tensor, aggregate: int = 0) -
             feature = F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
         maps.append(feature)
     return torch.cat(maps, dim=1)
+
+
+QUERY_ELEMENTS = 1 << 24
+"""Largest query-chunk × bank distance matrix computed at once (64 MiB of float32)."""
+
+
+def squared_distances(queries: Tensor, bank: Tensor, bank_norms: Tensor | None = None) -> Tensor:
+    """‖q − m‖² − ‖q‖² for queries (N, D) and bank entries (M, D) → (N, M): one fused matrix product (the
+    query norm, constant along a row, is left out: add it to whatever is taken per row); `bank_norms` (M,) = ‖m‖²."""
+    norms = (bank * bank).sum(1) if bank_norms is None else bank_norms
+    return torch.addmm(norms, queries, bank.T, alpha=-2.0)
+
+
+def nearest_neighbours(queries: Tensor, bank: Tensor) -> tuple[Tensor, Tensor]:
+    """queries (N, D), non-empty bank (M, D) → (Euclidean distance to the nearest entry (N,), its index (N,)),
+    in query chunks of QUERY_ELEMENTS distances (in one piece while exporting to ONNX, where a loop would be
+    frozen to the traced size)."""
+    bank_norms = (bank * bank).sum(1)
+    if torch.onnx.is_in_onnx_export():
+        value, index = squared_distances(queries, bank, bank_norms).min(dim=1)
+        return (value + (queries * queries).sum(1)).clamp_min(0).sqrt(), index
+    chunk = max(1, QUERY_ELEMENTS // len(bank))
+    distances, indices = [], []
+    for start in range(0, len(queries), chunk):
+        q = queries[start : start + chunk]
+        value, index = squared_distances(q, bank, bank_norms).min(dim=1)
+        distances.append((value + (q * q).sum(1)).clamp_min(0).sqrt())
+        indices.append(index)
+    return torch.cat(distances), torch.cat(indices)
 
 
 class GaussianBlur(nn.Module):

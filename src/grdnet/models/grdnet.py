@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
+from grdnet.models.feature_maps import nearest_neighbours
 from grdnet.models.blocks import (
     NormKind,
     ResidualDecoder,
@@ -153,6 +154,11 @@ class Segmenter(nn.Module):
     made in a space where normal texture looks alike. Each level's pair is projected by a learned 1×1 conv to
     `width` channels at its own resolution, then upsampled bilinearly to (H, W) (the two commute; projecting
     first keeps the full-resolution input narrow).
+
+    With `memory`, it also sees the residual against normal training patches: `memory_bank` (M, D) holds
+    patch features of normal training tiles (`memory_queries`, filled by the recipe before training), and each
+    patch of x_n gets |q − m| to its nearest entry m and the distance ‖q − m‖ / `memory_scale` (a typical normal
+    one), projected 1×1 to `width` channels and upsampled like the levels.
     """
 
     def __init__(
@@ -163,24 +169,69 @@ class Segmenter(nn.Module):
         output: Literal["sigmoid", "softmax"] = "sigmoid",
         norm: NormKind = "group",
         backbone: nn.Module | None = None,
+        memory: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.projections = nn.ModuleList(
             nn.Conv2d(2 * channels, width, 1) for channels in (backbone.channels.values() if backbone else ())
         )
-        self.unet = UNet(2 * in_channels + width * len(self.projections), 1, width, levels, output, norm=norm)
+        self.memory = memory
+        if memory:
+            dim = sum(backbone.channels.values())
+            self.memory_projection = nn.Conv2d(dim + 1, width, 1)
+            self.register_buffer("memory_bank", torch.zeros(0, dim))
+            self.register_buffer("memory_scale", torch.ones(()))
+        self.unet = UNet(2 * in_channels + width * (len(self.projections) + memory), 1, width, levels, output, norm=norm)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """The bank's size comes from the training data: take the stored one's shape before loading it."""
+        bank = state_dict.get(prefix + "memory_bank")
+        if self.memory and bank is not None:
+            self.memory_bank = torch.empty_like(bank, device=self.memory_bank.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @staticmethod
+    def memory_queries(features: list[Tensor]) -> Tensor:
+        """The levels' features of one batch (shallowest first) → patch features (B, D, h, w) on the deepest
+        level's grid: shallower levels averaged down to it, concatenated, each position averaged over its 3×3
+        neighbourhood (PatchCore's local aggregation), float32."""
+        size = features[-1].shape[-2:]
+        pooled = [F.avg_pool2d(f.float(), f.shape[-2] // size[0]) if f.shape[-2:] != size else f.float() for f in features]
+        return F.avg_pool2d(torch.cat(pooled, dim=1), 3, stride=1, padding=1, count_include_pad=False)
+
+    @torch.no_grad()
+    def set_memory(self, bank: Tensor, scale: float) -> None:
+        """Install the bank (M, D) of normal patch features and the typical normal distance."""
+        self.memory_bank = bank.float().to(self.memory_scale.device).contiguous()
+        self.memory_scale = torch.tensor(max(float(scale), 1e-6), device=self.memory_scale.device)
 
     def forward(self, x: Tensor, reconstruction: Tensor) -> Tensor:
         inputs = [x, reconstruction]
+        size = x.shape[-2:]
         if self.backbone is not None:
             with torch.no_grad():
                 features = list(self.backbone(torch.cat([x, reconstruction]).float()).values())
             for projection, both in zip(self.projections, features):
                 f_x, f_r = both.to(x.dtype).chunk(2)
                 projected = projection(torch.cat([f_x, (f_x - f_r).abs()], dim=1))
-                inputs.append(F.interpolate(projected, size=x.shape[-2:], mode="bilinear", align_corners=False))
+                inputs.append(F.interpolate(projected, size=size, mode="bilinear", align_corners=False))
+            if self.memory:
+                inputs.append(F.interpolate(self._memory_residual([f.chunk(2)[0] for f in features]).to(x.dtype),
+                                            size=size, mode="bilinear", align_corners=False))
         return self.unet(torch.cat(inputs, dim=1))
+
+    def _memory_residual(self, features: list[Tensor]) -> Tensor:
+        """x_n's level features → the projected residual against the memory bank, (B, width, h, w)."""
+        if len(self.memory_bank) == 0:
+            raise RuntimeError("GRD-Net's segmenter memory bank is empty: it is filled when training starts")
+        with torch.no_grad():
+            queries = self.memory_queries(features)
+            batch, dim, h, w = queries.shape
+            distances, indices = nearest_neighbours(queries.permute(0, 2, 3, 1).reshape(-1, dim), self.memory_bank)
+            nearest = self.memory_bank[indices].reshape(batch, h, w, dim).permute(0, 3, 1, 2)
+            residual = torch.cat([(queries - nearest).abs(), (distances / self.memory_scale).reshape(batch, 1, h, w)], 1)
+        return self.memory_projection(residual)
 
 
 class GRDNet(nn.Module):
@@ -210,6 +261,7 @@ class GRDNet(nn.Module):
         stages: int = NUM_STAGES,
         norm: NormKind = "group",
         segmenter_features: Literal["none", "pretrained"] = "none",
+        memory_bank_size: int = 0,
     ) -> None:
         super().__init__()
         if bottleneck not in ("crae", "drae"):
@@ -226,9 +278,13 @@ class GRDNet(nn.Module):
             from grdnet.models.backbones import build_backbone
 
             self.segmenter = Segmenter(in_channels, segmenter_width, segmenter_levels, segmenter_output, norm,
-                                       build_backbone("efficientnet_lite0", FEATURE_LEVELS, pretrained=False))
-            self.segmenter.unet.apply(init_weights)
-            self.segmenter.projections.apply(init_weights)
+                                       build_backbone("efficientnet_lite0", FEATURE_LEVELS, pretrained=False),
+                                       memory=memory_bank_size > 0)
+            for part in (self.segmenter.unet, self.segmenter.projections, getattr(self.segmenter, "memory_projection", None)):
+                if part is not None:
+                    part.apply(init_weights)
+        elif memory_bank_size > 0:
+            raise ConfigError("model.memory_bank_size needs model.segmenter_features: pretrained")
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> GRDNet:
@@ -249,6 +305,7 @@ class GRDNet(nn.Module):
             stages=model.stages,
             norm=model.norm,
             segmenter_features=model.segmenter_features,
+            memory_bank_size=model.memory_bank_size,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:

@@ -22,24 +22,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grdnet.models.feature_maps import GaussianBlur, frozen_backbone, patch_features, squash
+from grdnet.models.feature_maps import (
+    GaussianBlur,
+    frozen_backbone,
+    nearest_neighbours,
+    patch_features,
+    squared_distances,
+    squash,
+)
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
 
 AGGREGATION = 3
 """Side of the neighbourhood each patch feature is averaged over (the paper's p = 3)."""
-QUERY_ELEMENTS = 1 << 24
-"""Largest query-chunk × bank distance matrix computed at once (64 MiB of float32)."""
-
-
-def squared_distances(queries: Tensor, bank: Tensor, bank_norms: Tensor | None = None) -> Tensor:
-    """‖q − m‖² − ‖q‖² for queries (N, D) and bank entries (M, D) → (N, M): one fused matrix product (the
-    query norm, constant along a row, is left out: add it to whatever is taken per row); `bank_norms` (M,) = ‖m‖²."""
-    norms = (bank * bank).sum(1) if bank_norms is None else bank_norms
-    return torch.addmm(norms, queries, bank.T, alpha=-2.0)
-
-
 class PatchCore(nn.Module):
     """`backbone` (frozen) + `memory_bank` (M, D) + `radius` (); empty bank until fitted."""
 
@@ -78,23 +74,10 @@ class PatchCore(nn.Module):
         self.radius = torch.tensor(max(float(radius), 1e-6), device=self.radius.device)
 
     def nearest(self, queries: Tensor) -> tuple[Tensor, Tensor]:
-        """queries (N, D) → (distance to the nearest bank entry (N,), its index (N,)), in query chunks of
-        QUERY_ELEMENTS distances (in one piece while exporting to ONNX, where the loop would be frozen)."""
-        bank = self.memory_bank
-        if len(bank) == 0:
+        """queries (N, D) → (distance to the nearest bank entry (N,), its index (N,))."""
+        if len(self.memory_bank) == 0:
             raise RuntimeError("PatchCore has an empty memory bank: fit it first (grdnet train --model patchcore)")
-        bank_norms = (bank * bank).sum(1)
-        if torch.onnx.is_in_onnx_export():
-            value, index = squared_distances(queries, bank, bank_norms).min(dim=1)
-            return (value + (queries * queries).sum(1)).clamp_min(0).sqrt(), index
-        chunk = max(1, QUERY_ELEMENTS // len(bank))
-        distances, indices = [], []
-        for start in range(0, len(queries), chunk):
-            q = queries[start : start + chunk]
-            value, index = squared_distances(q, bank, bank_norms).min(dim=1)
-            distances.append((value + (q * q).sum(1)).clamp_min(0).sqrt())
-            indices.append(index)
-        return torch.cat(distances), torch.cat(indices)
+        return nearest_neighbours(queries, self.memory_bank)
 
     def reweighted_score(self, features: Tensor, distances: Tensor, indices: Tensor) -> Tensor:
         """The paper's image score from per-image patch features (B, P, D), their distances / nearest indices (B, P)."""

@@ -394,6 +394,8 @@ class Trainer:
                 callback.start()
         last_path, best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
         started = validated_at = time.perf_counter()
+        if self.resume_state is None:
+            self.recipe.prepare(self.train_data)  # inside the time budget
         stopped = "completed"
         epoch = start_epoch
         self.model.train()

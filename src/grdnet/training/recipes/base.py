@@ -73,6 +73,11 @@ class Recipe:
             optimizer, mode="min", factor=train.plateau_factor, patience=train.plateau_patience
         )
 
+    def prepare(self, train_data: dict[str, torch.Tensor]) -> None:
+        """Called by the trainer once before the first epoch of a fresh run (not on resume: what it sets is in
+        the checkpoint), with the preloaded training tensors (`image` (N, C, H, W), `roi`, `valid` when tiling).
+        Nothing by default."""
+
     def end_epoch(self) -> None:
         """Called by the trainer after an epoch's last step, before validation (nothing by default)."""
 

@@ -6,8 +6,18 @@ import torch
 from torch import nn
 
 from grdnet import losses
+from grdnet.models.feature_maps import nearest_neighbours
 from grdnet.runtime import frozen
+from grdnet.seeds import torch_generator
+from grdnet.tiling import random_tile_crops
 from grdnet.training.recipes.base import SyntheticAnomalyRecipe
+
+
+MEMORY_TILES_PER_IMAGE = 4
+"""Random training tiles per image whose patches are candidates for the segmenter's memory bank."""
+MEMORY_BATCH = 64
+MEMORY_SCALE_SAMPLE = 4096
+"""Patches not in the bank whose median distance to it is the segmenter's typical normal distance."""
 
 
 class GRDNetRecipe(SyntheticAnomalyRecipe):
@@ -26,6 +36,37 @@ class GRDNetRecipe(SyntheticAnomalyRecipe):
         if backbone is not None:  # loaded here, so a checkpoint carries the weights and inference needs neither
             source = backbone.load_weights(cfg.model.backbone_weights)
             context.log(f"segmenter features: pretrained EfficientNet-Lite0 from {source}, frozen")
+
+    def prepare(self, train_data: dict[str, torch.Tensor]) -> None:
+        """Fill the segmenter's memory bank (`model.memory_bank_size` > 0): patch features of `MEMORY_TILES_PER_IMAGE`
+        random training tiles per image (whole images without tiling), `memory_bank_size` of them drawn at random;
+        the typical normal distance is the median distance of other drawn patches to the bank."""
+        size = self.cfg.model.memory_bank_size
+        if not size:
+            return
+        segmenter = self.model.segmenter
+        generator = torch_generator(self.cfg.train.seed, "memory_bank")
+        tile_size = self.cfg.data.tile_size
+        patches = []
+        rounds = MEMORY_TILES_PER_IMAGE if tile_size else 1
+        with torch.no_grad():
+            for _ in range(rounds):
+                for start in range(0, len(train_data["image"]), MEMORY_BATCH):
+                    batch = {key: value[start : start + MEMORY_BATCH] for key, value in train_data.items()}
+                    if tile_size:
+                        valid = batch.pop("valid")
+                        batch = random_tile_crops(batch, tile_size, generator, valid=valid)
+                    features = list(segmenter.backbone(batch["image"].to(self.context.device)).values())
+                    queries = segmenter.memory_queries(features)
+                    patches.append(queries.permute(0, 2, 3, 1).reshape(-1, queries.shape[1]).cpu())
+            patches = torch.cat(patches)
+            order = torch.randperm(len(patches), generator=generator)
+            bank, others = patches[order[:size]], patches[order[size : size + MEMORY_SCALE_SAMPLE]]
+            segmenter.set_memory(bank.to(self.context.device), 1.0)
+            scale = nearest_neighbours(others.to(self.context.device), segmenter.memory_bank)[0].median() if len(others) else 1.0
+            segmenter.set_memory(segmenter.memory_bank, float(scale))
+        self.context.log(f"segmenter memory bank: {len(bank)} of {len(patches)} normal patch features, "
+                         f"typical distance {float(scale):.3g}")
 
     def parts(self) -> dict[str, nn.Module]:
         return {
