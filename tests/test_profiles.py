@@ -50,7 +50,9 @@ def test_cpu_profile_fits_native_size_tiles_and_budgets_time(tmp_path):
     assert resolved.model.stages == 3  # an 8×8 latent on a 64² tile (E4a), not the paper's 2×2
     assert resolved.synthesis.stroke_share == 0.5 and resolved.synthesis.local_share == 0.5  # E5b
     assert train.val_share == 0.2  # validation at a fifth of the time
+    assert resolved.model.segmenter_features == "pretrained" and resolved.model.memory_bank_size == 16384  # E7
     assert summary.startswith("profile cpu (no GPU found)") and "352×288" in summary and "--profile paper" in summary
+    assert "pretrained features and a 16384-patch normal memory" in summary
 
 
 def test_user_settings_win_and_geometry_moves_as_one(tmp_path):

