@@ -110,6 +110,9 @@ def measure_size(size: int, batch_size: int, threads: int, seconds: float, overr
     images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
     batch = {"image": images, "roi": torch.ones(batch_size, 1, size, size)}
     generator = torch.Generator().manual_seed(0)
+    if cfg.model.memory_bank_size:  # the profile's segmenter memory, at its full size: random entries (speed does not depend on them)
+        segmenter = model.segmenter
+        segmenter.set_memory(torch.randn(cfg.model.memory_bank_size, segmenter.memory_bank.shape[1]), 1.0)
     model.train()
     with FlopCounterMode(display=False) as counter:
         recipe.training_step(batch, generator)

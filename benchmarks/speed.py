@@ -161,7 +161,11 @@ def layout_rows(category: Path, folder: Path, size: int, layout: str, tiling: di
                                          "train": {"device": "cpu", "output_dir": str(folder)}}).updated(
         {**RUNTIME_MODEL, **tiling})
     torch.manual_seed(0)
-    save_checkpoint({"config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "threshold": 0.5}, folder / "best.pt")
+    model = build_model(cfg)
+    if cfg.model.memory_bank_size:  # the cpu profile's segmenter memory: random entries (speed does not depend on them)
+        segmenter = model.segmenter
+        segmenter.set_memory(torch.randn(cfg.model.memory_bank_size, segmenter.memory_bank.shape[1]), 1.0)
+    save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "threshold": 0.5}, folder / "best.pt")
     model = Predictor.from_checkpoint(folder / "best.pt", device="cpu").model
     batch = torch.rand(RUNTIME_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
     region = torch.ones(RUNTIME_BATCH, 1, size, size)

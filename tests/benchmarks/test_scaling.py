@@ -17,7 +17,7 @@ def test_quick_scaling_measures_each_size_in_its_own_process(monkeypatch, tmp_pa
     # a fully convolutional network: 4× the pixels, 4× the FLOPs (forward and training step)
     assert large["gflop_forward_per_image"] / small["gflop_forward_per_image"] == pytest.approx(4.0, rel=0.05)
     assert large["gflop_train_per_image"] / small["gflop_train_per_image"] == pytest.approx(4.0, rel=0.05)
-    assert large["gflop_train_per_image"] > 2 * large["gflop_forward_per_image"]  # D, G and S updates
+    assert large["gflop_train_per_image"] > large["gflop_forward_per_image"]  # D, G and S updates on top
     for row in result["rows"]:
         assert row["train_ms_per_image"] > 0 and row["infer_ms_per_image"] > 0 and row["peak_rss_MiB"] > 100
         assert 0 < row["infer_share_of_peak"] < 2 and row["epoch_s"] == pytest.approx(row["train_ms_per_image"] * 0.762, rel=0.02)
