@@ -54,6 +54,22 @@ def quick_dataset(workdir: Path, **sizes: int) -> Path:
     return make_builtin_dataset(workdir / "builtin", seed=0, **sizes)
 
 
+def parse_set(text: str) -> tuple[str, Any]:
+    """A `--set section.key=value` argument → (key, value parsed as YAML)."""
+    import yaml
+
+    key, _, value = text.partition("=")
+    return key.strip(), yaml.safe_load(value)
+
+
+def fill_random_memory(model: torch.nn.Module, cfg: RunConfig) -> None:
+    """Give an untrained GRD-Net the full `model.memory_bank_size` memory its segmenter expects, as random entries
+    (for speed measurements: the cost does not depend on the values); nothing without a memory."""
+    if cfg.model.name == "grdnet" and cfg.model.memory_bank_size:
+        segmenter = model.segmenter
+        segmenter.set_memory(torch.randn(cfg.model.memory_bank_size, segmenter.memory_bank.shape[1]), 1.0)
+
+
 def int_list(text: str) -> list[int]:
     """'10,35,100' → [10, 35, 100]."""
     return [int(item) for item in text.split(",") if item.strip()]

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from grdnet.config import RunConfig
 from grdnet.data import Sample, index_dataset
@@ -46,6 +45,7 @@ from common import (
     RESULTS,
     int_list,
     markdown_table,
+    parse_set,
     publish,
     quick_dataset,
     rounded,
@@ -174,11 +174,6 @@ def update_benchmarks_md(table: list[dict[str, Any]], command: str, plot_path: P
     ])
     start, end = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])
     doc.write_text(text[:start] + body + text[end:])
-
-
-def parse_set(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    return key.strip(), yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,10 +28,9 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import RESULTS, int_list, publish
+from common import RESULTS, fill_random_memory, int_list, parse_set, publish
 
 NAME = "scaling"
-FIELDS = ("train_ms_per_image", "infer_ms_per_image", "epoch_s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,13 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def parse_set(item: str) -> tuple[str, Any]:
-    import yaml
-
-    key, _, value = item.partition("=")
-    return key.strip(), yaml.safe_load(value)
-
-
 def model_settings() -> dict[str, Any]:
     from speed import RUNTIME_MODEL
 
@@ -110,9 +102,7 @@ def measure_size(size: int, batch_size: int, threads: int, seconds: float, overr
     images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
     batch = {"image": images, "roi": torch.ones(batch_size, 1, size, size)}
     generator = torch.Generator().manual_seed(0)
-    if cfg.model.memory_bank_size:  # the profile's segmenter memory, at its full size: random entries (speed does not depend on them)
-        segmenter = model.segmenter
-        segmenter.set_memory(torch.randn(cfg.model.memory_bank_size, segmenter.memory_bank.shape[1]), 1.0)
+    fill_random_memory(model, cfg)  # the profile's segmenter memory at its full size
     model.train()
     with FlopCounterMode(display=False) as counter:
         recipe.training_step(batch, generator)

@@ -43,7 +43,7 @@ from grdnet.profiles import TILE
 from grdnet.runtime import autocast, resolve_device
 from grdnet.training import Trainer
 
-from common import add_run_arguments, publish, resolve_data, run_config
+from common import add_run_arguments, fill_random_memory, publish, resolve_data, run_config
 
 NAME = "speed"
 MODELS = ("grdnet", "draem", "ganomaly")
@@ -162,9 +162,7 @@ def layout_rows(category: Path, folder: Path, size: int, layout: str, tiling: di
         {**RUNTIME_MODEL, **tiling})
     torch.manual_seed(0)
     model = build_model(cfg)
-    if cfg.model.memory_bank_size:  # the cpu profile's segmenter memory: random entries (speed does not depend on them)
-        segmenter = model.segmenter
-        segmenter.set_memory(torch.randn(cfg.model.memory_bank_size, segmenter.memory_bank.shape[1]), 1.0)
+    fill_random_memory(model, cfg)  # the cpu profile's segmenter memory at its full size
     save_checkpoint({"config": cfg.to_dict(), "model": model.state_dict(), "threshold": 0.5}, folder / "best.pt")
     model = Predictor.from_checkpoint(folder / "best.pt", device="cpu").model
     batch = torch.rand(RUNTIME_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))

@@ -141,9 +141,10 @@ def resolve_profile(cfg: RunConfig, profile: str, user_keys: set[str]) -> tuple[
     if data.tile_size:
         parts.append(f"{data.tile_size[0]}² tiles")
     if method == "grdnet":
-        features = (f" on pretrained features and a {model.memory_bank_size}-patch normal memory"
-                    if model.segmenter_features == "pretrained" and model.memory_bank_size else
-                    " on pretrained features" if model.segmenter_features == "pretrained" else "")
+        features = ""
+        if model.segmenter_features == "pretrained":
+            memory = f" and a {model.memory_bank_size}-patch normal memory" if model.memory_bank_size else ""
+            features = f" on pretrained features{memory}"
         parts.append(f"GAN {model.base_width}→{model.max_width} with {model.stages} stages, segmenter {model.segmenter_width}{features}")
     parts.append(f"batch {train.batch_size}, lr {train.lr:g}")
     budget = f"{train.max_minutes:g}-minute budget" if train.max_minutes else f"{train.epochs} epochs"

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from support import load_benchmark
 
 pytestmark = pytest.mark.slow  # runs the benchmark script end to end (two child processes)

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grdnet.errors import ConfigError
-from grdnet.models.feature_maps import nearest_neighbours
 from grdnet.models.blocks import (
     NormKind,
     ResidualDecoder,
@@ -23,6 +22,7 @@ from grdnet.models.blocks import (
     check_model_size,
     init_weights,
 )
+from grdnet.models.feature_maps import nearest_neighbours
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig

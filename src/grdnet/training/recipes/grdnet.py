@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from grdnet import losses
+from grdnet.config import RunConfig
 from grdnet.models.feature_maps import nearest_neighbours
 from grdnet.runtime import frozen
 from grdnet.seeds import torch_generator
 from grdnet.tiling import random_tile_crops
-from grdnet.training.recipes.base import SyntheticAnomalyRecipe
-
+from grdnet.training.recipes.base import StepContext, SyntheticAnomalyRecipe
 
 MEMORY_TILES_PER_IMAGE = 4
 """Random training tiles per image whose patches are candidates for the segmenter's memory bank."""
@@ -30,7 +30,7 @@ class GRDNetRecipe(SyntheticAnomalyRecipe):
 
     monitored = "con"
 
-    def __init__(self, model: nn.Module, cfg, context) -> None:
+    def __init__(self, model: nn.Module, cfg: RunConfig, context: StepContext) -> None:
         super().__init__(model, cfg, context)
         backbone = model.segmenter.backbone
         if backbone is not None:  # loaded here, so a checkpoint carries the weights and inference needs neither
@@ -62,9 +62,9 @@ class GRDNetRecipe(SyntheticAnomalyRecipe):
             patches = torch.cat(patches)
             order = torch.randperm(len(patches), generator=generator)
             bank, others = patches[order[:size]], patches[order[size : size + MEMORY_SCALE_SAMPLE]]
-            segmenter.set_memory(bank.to(self.context.device), 1.0)
-            scale = nearest_neighbours(others.to(self.context.device), segmenter.memory_bank)[0].median() if len(others) else 1.0
-            segmenter.set_memory(segmenter.memory_bank, float(scale))
+            bank = bank.to(self.context.device)
+            scale = nearest_neighbours(others.to(self.context.device), bank)[0].median() if len(others) else 1.0
+            segmenter.set_memory(bank, float(scale))
         self.context.log(f"segmenter memory bank: {len(bank)} of {len(patches)} normal patch features, "
                          f"typical distance {float(scale):.3g}")
 
