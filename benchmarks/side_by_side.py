@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per run (the first is a warm-up)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="our side's --precision for train, test and predict (auto: what grdnet picks on this "
+                        "machine, bf16 on AMX CPUs for these wide networks; fp32: like for like with anomalib's default)")
     parser.add_argument("--anomalib-python", type=Path,
                         default=Path(os.environ.get("ANOMALIB_VENV", DEFAULT_VENV)) / "bin" / "python")
     parser.add_argument("--no-anomalib", action="store_true", help="our side only")
@@ -176,7 +179,7 @@ def run_ours(args: argparse.Namespace, model: str, size: int, data: dict[str, Pa
     run_dir = work / "run"
     train = ["train", "--model", model, "--data-root", str(data["root"]), "--category", str(data["category"]),
              "--image-size", str(size), "--channels", "3", "--epochs", str(args.epochs),
-             "--batch-size", str(args.batch_size), "--device", "cpu", "--precision", "fp32",
+             "--batch-size", str(args.batch_size), "--device", "cpu", "--precision", args.precision,
              "--output", str(run_dir), "--quiet", "--profile", "paper"]  # paper: the method's own network, as anomalib's
     if model == "draem" and not args.quick:
         train += ["--texture", "folder", "--texture-dir", str(args.dtd)]

@@ -42,12 +42,14 @@ class Predictor:
         self.source = source
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device: str = "auto", precision: str = "auto") -> "Predictor":
-        """Build from a checkpoint file or a run folder (uses its best.pt)."""
+    def from_checkpoint(cls, path: Path | str, device: str = "auto", precision: str | None = None) -> "Predictor":
+        """Build from a checkpoint file or a run folder (uses its best.pt). `precision` None = the run's own
+        `train.precision` (so scores match the validation that set the threshold, on the same kind of machine)."""
         state = load_checkpoint(Path(path))
         cfg, model = model_from_checkpoint(state, Path(path))
         torch_device = resolve_device(device)
-        return cls(model, cfg, state.get("threshold", float("nan")), torch_device, uses_bf16(precision, torch_device), str(path))
+        bf16 = uses_bf16(precision or cfg.train.precision, torch_device, model)
+        return cls(model, cfg, state.get("threshold", float("nan")), torch_device, bf16, str(path))
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -11,6 +11,8 @@ from grdnet.errors import ConfigError
 from grdnet.losses import contextual_loss
 from grdnet.models import GRDNet, build_model
 from grdnet.models.blocks import INIT_STD
+from grdnet.models.feature_maps import nearest_neighbours
+from grdnet.models.grdnet import MEMORY_LEVELS
 
 TINY = {"base_width": 8, "max_width": 32, "segmenter_width": 8}
 
@@ -201,7 +203,7 @@ def test_memory_bank_needs_features_fills_and_round_trips():
     x = torch.rand(2, 1, 64, 64)
     with pytest.raises(RuntimeError, match="memory bank is empty"):
         model(x)
-    dim = sum(model.segmenter.backbone.channels.values())
+    dim = sum(model.segmenter.backbone.channels[level] for level in MEMORY_LEVELS)
     model.segmenter.set_memory(torch.rand(37, dim), scale=2.5)  # any size: it comes from the training data
     restored = _featured(memory_bank_size=10)
     restored.load_state_dict(model.state_dict())
@@ -210,8 +212,35 @@ def test_memory_bank_needs_features_fills_and_round_trips():
         assert torch.allclose(restored.eval()(x)["anomaly_map"], model(x)["anomaly_map"])
 
 
-def test_memory_queries_pool_every_level_to_the_deepest_grid():
-    features = [torch.ones(2, 24, 16, 16), torch.full((2, 40, 8, 8), 2.0)]
-    queries = _featured().segmenter.memory_queries(features)
-    assert queries.shape == (2, 64, 8, 8)
-    assert torch.allclose(queries[:, :24], torch.ones(())) and torch.allclose(queries[:, 24:], torch.full((), 2.0))
+def test_memory_queries_pool_the_memory_levels_to_the_deepest_grid():
+    levels = {"layer1": torch.zeros(2, 24, 32, 32), "layer2": torch.ones(2, 40, 16, 16),
+              "layer3": torch.full((2, 112, 8, 8), 2.0)}
+    queries = _featured().segmenter.memory_queries(levels)  # layer1 is not a memory level
+    assert queries.shape == (2, 152, 8, 8)
+    assert torch.allclose(queries[:, :40], torch.ones(())) and torch.allclose(queries[:, 40:], torch.full((), 2.0))
+
+
+def test_the_memory_distance_is_added_to_the_map_with_its_weight():
+    """anomaly_map = segmenter map + w · d / (d + 1), d = distance to the memory / typical normal distance: a patch
+    far from every normal entry raises the map where it is, and w = 0 leaves the segmenter's map alone."""
+    torch.manual_seed(0)
+    fused = tiny_model(1, (64, 64), stages=3, segmenter_features="pretrained", memory_bank_size=10,
+                       memory_map_weight=0.5).eval()
+    plain = tiny_model(1, (64, 64), stages=3, segmenter_features="pretrained", memory_bank_size=10).eval()
+    plain.load_state_dict(fused.state_dict(), strict=False)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        levels = fused.segmenter.backbone(x)
+        bank = fused.segmenter.memory_queries(levels).permute(0, 2, 3, 1).reshape(-1, 152)
+        memory = bank[4:]  # the image's own patches less the 4×4 grid's first row
+        scale = float(nearest_neighbours(bank[:4], memory)[0].min())  # the first row's patches: distance ≥ 1
+        fused.segmenter.set_memory(memory, scale=scale)
+        plain.segmenter.set_memory(memory, scale=scale)
+        out, base = fused(x)["anomaly_map"], plain(x)["anomaly_map"]
+        seg, distance = fused.segmenter(x, fused.generator.decoder(fused.generator.encoder1(x)), with_distance=True)
+    assert distance.shape == (1, 1, 4, 4)
+    assert torch.allclose(base, seg)  # weight 0: the segmenter's map itself
+    added = out - base
+    assert added.min() >= -1e-6 and added.max() <= 0.5
+    assert added[..., 40:, :].abs().max() < 0.05  # patches in the memory: distance ≈ 0 (float rounding) adds ≈ nothing
+    assert added[..., :8, :].min() >= 0.5 * 0.5 - 1e-3  # the first row's: w · squash(≥ 1) ≥ 0.25

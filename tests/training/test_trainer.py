@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from grdnet.errors import ConfigError, DataError, TrainingError
+from grdnet.models.grdnet import MEMORY_LEVELS
 from grdnet.training import Trainer, load_checkpoint
 from grdnet.training.trainer import FINITE_CHECK_EVERY
 
@@ -293,7 +294,7 @@ def test_grdnet_memory_bank_is_filled_from_training_images_before_training_and_k
     trainer.fit()
     segmenter = trainer.model.segmenter
     bank = segmenter.memory_bank.clone()
-    assert bank.shape == (200, sum(segmenter.backbone.channels.values()))
+    assert bank.shape == (200, sum(segmenter.backbone.channels[level] for level in MEMORY_LEVELS))
     assert float(segmenter.memory_scale) > 0 and bank.abs().sum() > 0
     # the bank travels in the checkpoint; a resumed run keeps it instead of drawing a new one
     assert torch.equal(load_checkpoint(cfg.train.output_dir / "last.pt")["model"]["segmenter.memory_bank"], bank)

@@ -22,7 +22,7 @@ from grdnet.models.blocks import (
     check_model_size,
     init_weights,
 )
-from grdnet.models.feature_maps import nearest_neighbours
+from grdnet.models.feature_maps import nearest_neighbours, squash
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -142,8 +142,11 @@ class Discriminator(nn.Module):
 
 
 FEATURE_LEVELS = ("layer1", "layer2")
-"""Backbone stages the segmenter sees with `segmenter_features="pretrained"` (strides 4 and 8: local structure,
-fine enough for small marks)."""
+"""Backbone stages projected into the segmenter's U-Net with `segmenter_features="pretrained"` (strides 4 and 8: local
+structure, fine enough for small marks)."""
+MEMORY_LEVELS = ("layer2", "layer3")
+"""Backbone stages of the memory's patch features (strides 8 and 16, PatchCore's): deep enough that normal texture
+lies close to normal texture (development probes P1/P6 in benchmarks/NOTES.md: pixel AUROC 0.74 → 0.76, image 0.50 → 0.61)."""
 
 
 class Segmenter(nn.Module):
@@ -156,9 +159,10 @@ class Segmenter(nn.Module):
     first keeps the full-resolution input narrow).
 
     With `memory`, it also sees the residual against normal training patches: `memory_bank` (M, D) holds
-    patch features of normal training tiles (`memory_queries`, filled by the recipe before training), and each
-    patch of x_n gets |q − m| to its nearest entry m and the distance ‖q − m‖ / `memory_scale` (a typical normal
-    one), projected 1×1 to `width` channels and upsampled like the levels.
+    patch features of normal training tiles (`memory_queries` on `MEMORY_LEVELS`, filled by the recipe before
+    training), and each patch of x_n gets |q − m| to its nearest entry m and the distance ‖q − m‖ / `memory_scale`
+    (a typical normal one), projected 1×1 to `width` channels and upsampled like the levels. `forward(...,
+    with_distance=True)` also returns that distance map (B, 1, h, w) on the memory grid (stride 16).
     """
 
     def __init__(
@@ -174,11 +178,11 @@ class Segmenter(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.projections = nn.ModuleList(
-            nn.Conv2d(2 * channels, width, 1) for channels in (backbone.channels.values() if backbone else ())
+            nn.Conv2d(2 * backbone.channels[level], width, 1) for level in (FEATURE_LEVELS if backbone else ())
         )
         self.memory = memory
         if memory:
-            dim = sum(backbone.channels.values())
+            dim = sum(backbone.channels[level] for level in MEMORY_LEVELS)
             self.memory_projection = nn.Conv2d(dim + 1, width, 1)
             self.register_buffer("memory_bank", torch.zeros(0, dim))
             self.register_buffer("memory_scale", torch.ones(()))
@@ -192,10 +196,11 @@ class Segmenter(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
-    def memory_queries(features: list[Tensor]) -> Tensor:
-        """The levels' features of one batch (shallowest first) → patch features (B, D, h, w) on the deepest
-        level's grid: shallower levels averaged down to it, concatenated, each position averaged over its 3×3
-        neighbourhood (PatchCore's local aggregation), float32."""
+    def memory_queries(levels: dict[str, Tensor]) -> Tensor:
+        """The backbone's output of one batch ({level: (B, c, h, w)}) → patch features (B, D, h, w) of
+        `MEMORY_LEVELS` on the deepest one's grid: the shallower averaged down to it, concatenated, each position
+        averaged over its 3×3 neighbourhood (PatchCore's local aggregation), float32."""
+        features = [levels[level] for level in MEMORY_LEVELS]
         size = features[-1].shape[-2:]
         pooled = [F.avg_pool2d(f.float(), f.shape[-2] // size[0]) if f.shape[-2:] != size else f.float() for f in features]
         return F.avg_pool2d(torch.cat(pooled, dim=1), 3, stride=1, padding=1, count_include_pad=False)
@@ -206,32 +211,48 @@ class Segmenter(nn.Module):
         self.memory_bank = bank.float().to(self.memory_scale.device).contiguous()
         self.memory_scale = torch.tensor(max(float(scale), 1e-6), device=self.memory_scale.device)
 
-    def forward(self, x: Tensor, reconstruction: Tensor) -> Tensor:
+    def forward(self, x: Tensor, reconstruction: Tensor, with_distance: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """x_n, x̂ (B, C, H, W) in [0, 1] → the map (B, 1, H, W) in [0, 1]; with `with_distance` (needs the memory)
+        also the normalised distance to the memory (B, 1, H/16, W/16), ≥ 0, ≈ 1 for a typical normal patch."""
         inputs = [x, reconstruction]
         size = x.shape[-2:]
+        distance = None
         if self.backbone is not None:
             with torch.no_grad():
-                features = list(self.backbone(torch.cat([x, reconstruction]).float()).values())
-            for projection, both in zip(self.projections, features):
-                f_x, f_r = both.to(x.dtype).chunk(2)
+                levels = {name: both.chunk(2)
+                          for name, both in self.backbone(torch.cat([x, reconstruction]).float()).items()}
+            for projection, level in zip(self.projections, FEATURE_LEVELS):
+                f_x, f_r = (f.to(x.dtype) for f in levels[level])
                 projected = projection(torch.cat([f_x, (f_x - f_r).abs()], dim=1))
                 inputs.append(F.interpolate(projected, size=size, mode="bilinear", align_corners=False))
             if self.memory:
-                inputs.append(F.interpolate(self._memory_residual([f.chunk(2)[0] for f in features]).to(x.dtype),
-                                            size=size, mode="bilinear", align_corners=False))
-        return self.unet(torch.cat(inputs, dim=1))
+                residual, distance = self._memory_residual({name: pair[0] for name, pair in levels.items()})
+                inputs.append(F.interpolate(residual.to(x.dtype), size=size, mode="bilinear", align_corners=False))
+        anomaly_map = self.unet(torch.cat(inputs, dim=1))
+        if not with_distance:
+            return anomaly_map
+        if distance is None:
+            raise RuntimeError("the segmenter's memory distance needs segmenter_features: pretrained and a memory bank")
+        return anomaly_map, distance
 
-    def _memory_residual(self, features: list[Tensor]) -> Tensor:
-        """x_n's level features → the projected residual against the memory bank, (B, width, h, w)."""
+    def _memory_residual(self, levels: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """x_n's level features → (the projected residual against the memory bank (B, width, h, w), the normalised
+        distance to the nearest entry (B, 1, h, w))."""
         if len(self.memory_bank) == 0:
             raise RuntimeError("GRD-Net's segmenter memory bank is empty: it is filled when training starts")
         with torch.no_grad():
-            queries = self.memory_queries(features)
+            queries = self.memory_queries(levels)
             batch, dim, h, w = queries.shape
             distances, indices = nearest_neighbours(queries.permute(0, 2, 3, 1).reshape(-1, dim), self.memory_bank)
             nearest = self.memory_bank[indices].reshape(batch, h, w, dim).permute(0, 3, 1, 2)
-            residual = torch.cat([(queries - nearest).abs(), (distances / self.memory_scale).reshape(batch, 1, h, w)], 1)
-        return self.memory_projection(residual)
+            distance = (distances / self.memory_scale).reshape(batch, 1, h, w)
+            residual = torch.cat([(queries - nearest).abs(), distance], 1)
+        return self.memory_projection(residual), distance
+
+
+def _backbone_levels(memory: bool) -> tuple[str, ...]:
+    """The backbone stages the segmenter needs: `FEATURE_LEVELS`, and `MEMORY_LEVELS` with a memory."""
+    return tuple(dict.fromkeys(FEATURE_LEVELS + (MEMORY_LEVELS if memory else ())))
 
 
 class GRDNet(nn.Module):
@@ -243,7 +264,9 @@ class GRDNet(nn.Module):
     bottleneck's linear layers are sized for `image_size`; CRAE works at any valid size.
     """
 
-    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`)."""
+    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`). With a memory bank
+    and `memory_map_weight` w > 0, the anomaly map is the segmenter's plus w · squash(distance to the memory): the
+    learned map ranks images, the memory's training-free evidence outlines the defect (benchmarks/NOTES.md, E9)."""
 
     def __init__(
         self,
@@ -262,12 +285,14 @@ class GRDNet(nn.Module):
         norm: NormKind = "group",
         segmenter_features: Literal["none", "pretrained"] = "none",
         memory_bank_size: int = 0,
+        memory_map_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if bottleneck not in ("crae", "drae"):
             raise ConfigError(f"model.bottleneck: unknown value {bottleneck!r}; use 'crae' or 'drae'")
         check_model_size(image_size, stages, segmenter_levels, "GRD-Net")
         self.image_size = tuple(image_size)
+        self.memory_map_weight = float(memory_map_weight) if memory_bank_size > 0 else 0.0
         self.generator = Generator(
             in_channels, image_size, base_width, max_width, bottleneck, latent_channels, latent_dim, upsample, stages, norm
         )
@@ -278,7 +303,8 @@ class GRDNet(nn.Module):
             from grdnet.models.backbones import build_backbone
 
             self.segmenter = Segmenter(in_channels, segmenter_width, segmenter_levels, segmenter_output, norm,
-                                       build_backbone("efficientnet_lite0", FEATURE_LEVELS, pretrained=False),
+                                       build_backbone("efficientnet_lite0", _backbone_levels(memory_bank_size > 0),
+                                                      pretrained=False),
                                        memory=memory_bank_size > 0)
             for part in (self.segmenter.unet, self.segmenter.projections, getattr(self.segmenter, "memory_projection", None)):
                 if part is not None:
@@ -306,13 +332,18 @@ class GRDNet(nn.Module):
             norm=model.norm,
             segmenter_features=model.segmenter_features,
             memory_bank_size=model.memory_bank_size,
+            memory_map_weight=model.memory_map_weight,
         )
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Inference on x (B, C, H, W) in [0, 1]: reconstruction (B, C, H, W), anomaly_map (B, 1, H, W) in
-        [0, 1]. Runs E1, decoder and segmenter only; the image score is the `ScoringHead`'s."""
+        [0, 1 + memory_map_weight]. Runs E1, decoder and segmenter only; the image score is the `ScoringHead`'s."""
         reconstruction = self.generator.decoder(self.generator.encoder1(x))
-        return {"reconstruction": reconstruction, "anomaly_map": self.segmenter(x, reconstruction)}
+        if not self.memory_map_weight:
+            return {"reconstruction": reconstruction, "anomaly_map": self.segmenter(x, reconstruction)}
+        anomaly_map, distance = self.segmenter(x, reconstruction, with_distance=True)
+        evidence = F.interpolate(squash(distance, 1.0), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return {"reconstruction": reconstruction, "anomaly_map": anomaly_map + self.memory_map_weight * evidence.to(anomaly_map.dtype)}
 
     def latent_score(self, x: Tensor) -> Tensor:
         """GANomaly latent score: mean of (z − ẑ)² per image, (B,). Runs E1, decoder and E2."""

@@ -34,7 +34,12 @@ class GRDNetOptions(MethodOptions):
     memory_bank_size: int = Field(0, ge=0)
     """With `segmenter_features="pretrained"`: this many patch features of normal training tiles (drawn at random
     when training starts) form a memory bank, and the segmenter also sees each patch's residual against its
-    nearest entry (PatchCore's evidence, learned from instead of thresholded); 0 = no bank."""
+    nearest entry (PatchCore's evidence on strides 8 and 16, learned from, and added to the map with
+    `memory_map_weight`); 0 = no bank."""
+    memory_map_weight: float = Field(0.25, ge=0.0)
+    """With a memory bank: the anomaly map is the segmenter's plus this weight × the memory distance squashed to
+    [0, 1) (d / (d + typical normal distance)); 0 = the segmenter's map alone. The learned map decides the image
+    score, the memory outlines the defect (benchmarks/NOTES.md, E9: development part pixel AUROC 0.50 → 0.71)."""
     backbone_weights: str | None = None
     """With `segmenter_features="pretrained"`: a state dict file of EfficientNet-Lite0; None = the installed package's."""
 

@@ -56,8 +56,7 @@ class GRDNetRecipe(SyntheticAnomalyRecipe):
                     if tile_size:
                         valid = batch.pop("valid")
                         batch = random_tile_crops(batch, tile_size, generator, valid=valid)
-                    features = list(segmenter.backbone(batch["image"].to(self.context.device)).values())
-                    queries = segmenter.memory_queries(features)
+                    queries = segmenter.memory_queries(segmenter.backbone(batch["image"].to(self.context.device)))
                     patches.append(queries.permute(0, 2, 3, 1).reshape(-1, queries.shape[1]).cpu())
             patches = torch.cat(patches)
             order = torch.randperm(len(patches), generator=generator)
