@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     data = prepare_data(args)
     torch.set_num_threads(args.threads)
     peaks = [matmul_peak_gflops()]
+    bf16_peak = matmul_peak_gflops(dtype=torch.bfloat16)
     rows, runs = [], []
     for size in args.sizes:
         for model in models:
@@ -99,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(run), flush=True)
                 results.append(run)
             runs.extend(results)
-            rows.extend(table_rows(model, size, results, note, statistics.median(peaks)))
+            rows.extend(table_rows(model, size, results, note, statistics.median(peaks), bf16_peak))
     peaks.append(matmul_peak_gflops())
-    extra = {"runs": runs, "note": note, "matmul_peak_gflops": peaks, "settings": {
+    extra = {"runs": runs, "note": note, "matmul_peak_gflops": peaks, "bf16_matmul_peak_gflops": bf16_peak, "settings": {
         "n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs, "batch_size": args.batch_size,
-        "threads": args.threads, "channels": 3, "data": "built-in" if args.quick else f"{args.data_root}/{args.category}"},
+        "threads": args.threads, "precision": args.precision, "channels": 3, "data": "built-in" if args.quick else f"{args.data_root}/{args.category}"},
         "load": load_snapshot()}
     json_path = publish(NAME, rows, "side_by_side.py", argv, args.out, args.quick, extra)
     if args.benchmarks_md is not None:
@@ -188,6 +189,7 @@ def run_ours(args: argparse.Namespace, model: str, size: int, data: dict[str, Pa
     start = time.perf_counter()
     grdnet(train, args.threads)
     fit_seconds = time.perf_counter() - start
+    bf16 = bool(json.loads((run_dir / "run.json").read_text()).get("bf16"))
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     steady = log[1:] or log
     images = sum(r["images_per_s"] * r["seconds"] for r in steady)
@@ -206,7 +208,7 @@ def run_ours(args: argparse.Namespace, model: str, size: int, data: dict[str, Pa
     predict_seconds = time.perf_counter() - start
     n_predicted = len(list(data["predict"].iterdir()))
     return {
-        "framework": "grdnet", "model": model, "size": size, "epoch_seconds": [r["seconds"] for r in log],
+        "framework": "grdnet", "model": model, "size": size, "bf16": bf16, "epoch_seconds": [r["seconds"] for r in log],
         "train_images_per_s": round(images / sum(r["seconds"] for r in steady), 3), "fit_seconds": round(fit_seconds, 1),
         "n_test": n_test, "test_seconds": round(test_seconds, 2), "test_images_per_s": round(n_test / test_seconds, 3),
         "n_predicted": n_predicted, "predict_seconds": round(predict_seconds, 2),
@@ -260,10 +262,11 @@ def run_anomalib(args: argparse.Namespace, model: str, size: int, data: dict[str
 
 
 def table_rows(model: str, size: int, results: list[dict[str, Any]], note: str | None,
-               peak_gflops: float) -> list[dict[str, Any]]:
+               peak_gflops: float, bf16_peak_gflops: float | None = None) -> list[dict[str, Any]]:
     """One row per figure: our runs, their mean, anomalib's, ours / anomalib (higher is better), the FLOPs per
     image (training ≈ 3 × the inference forward: forward, and backward at twice its cost) and the share of
-    the measured fp32 matmul peak `peak_gflops` that each side's rate reaches."""
+    the measured matmul peak that each side's rate reaches: fp32 `peak_gflops`, or `bf16_peak_gflops` for our
+    runs in bf16 (what `--precision auto` picks on AMX CPUs; anomalib runs fp32)."""
     ours = [r for r in results if r["framework"] == "grdnet"]
     theirs = next((r for r in results if r["framework"] == "anomalib"), None)
     rows = []
@@ -281,7 +284,8 @@ def table_rows(model: str, size: int, results: list[dict[str, Any]], note: str |
         else:
             row.update({"anomalib": round(theirs[figure], 2), "ratio": f"{mean / theirs[figure]:.2f}×"})
         row["GFLOP/image grdnet"] = float(f"{our_gflops:.3g}")
-        row["share of peak grdnet"] = f"{our_gflops * mean / peak_gflops:.1%}"
+        our_peak = bf16_peak_gflops if ours[0].get("bf16") and bf16_peak_gflops else peak_gflops
+        row["share of peak grdnet"] = f"{our_gflops * mean / our_peak:.1%}" + (" (bf16)" if our_peak != peak_gflops else "")
         if theirs is not None and "error" not in theirs:
             their_gflops = factor * theirs["gflops_forward_per_image"]
             row["GFLOP/image anomalib"] = float(f"{their_gflops:.3g}")
@@ -306,9 +310,9 @@ def our_forward_gflops(model: str, size: int, quick: bool) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Measured fp32 GFLOP/s of an n×n matmul with this process's thread count (best of `repeats`)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Measured GFLOP/s of an n×n matmul in `dtype` with this process's thread count (best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -334,7 +338,9 @@ def write_section(path: Path, payload: dict[str, Any], runs: list[dict[str, Any]
         + ", ".join(f"{k} {v}" for k, v in machine.items() if k not in ("cpu_cores", "platform", "gpu"))
         + (f"; anomalib side: anomalib {anomalib['anomalib']}, torch {anomalib['torch']}" if anomalib else "")
         + f". Settings: {json.dumps(payload['settings'])}. Measured fp32 matmul peak (2048², same threads): "
-        + " / ".join(str(p) for p in payload["matmul_peak_gflops"]) + " GFLOP/s (start / end).",
+        + " / ".join(str(p) for p in payload["matmul_peak_gflops"]) + " GFLOP/s (start / end)"
+        + (f"; bf16 {payload['bf16_matmul_peak_gflops']} GFLOP/s" if payload.get("bf16_matmul_peak_gflops") else "")
+        + ".",
         f"Load during the run: load average {', '.join(f'{x:.1f}' for x in payload['load']['loadavg'])} at the end; "
         "busiest other processes: " + "; ".join(f"`{line}`" for line in payload["load"]["busiest"][:5]) + ".",
         "",
