@@ -284,8 +284,9 @@ def table_rows(model: str, size: int, results: list[dict[str, Any]], note: str |
         else:
             row.update({"anomalib": round(theirs[figure], 2), "ratio": f"{mean / theirs[figure]:.2f}×"})
         row["GFLOP/image grdnet"] = float(f"{our_gflops:.3g}")
-        our_peak = bf16_peak_gflops if ours[0].get("bf16") and bf16_peak_gflops else peak_gflops
-        row["share of peak grdnet"] = f"{our_gflops * mean / our_peak:.1%}" + (" (bf16)" if our_peak != peak_gflops else "")
+        in_bf16 = bool(ours[0].get("bf16") and bf16_peak_gflops)
+        our_peak = bf16_peak_gflops if in_bf16 else peak_gflops
+        row["share of peak grdnet"] = f"{our_gflops * mean / our_peak:.1%}" + (" (bf16)" if in_bf16 else "")
         if theirs is not None and "error" not in theirs:
             their_gflops = factor * theirs["gflops_forward_per_image"]
             row["GFLOP/image anomalib"] = float(f"{their_gflops:.3g}")

@@ -141,7 +141,7 @@ class Trainer:
         self._validation_seconds = 0.0  # duration of the latest validation (0 before the first)
         self._training_seconds = 0.0  # training time (validation excluded) of this run's epochs so far
         self.device = self.dist.device_for(resolve_device(cfg.train.device))
-        self.bf16 = False  # set with the model (`_build`): 'auto' depends on its widths
+        self.bf16 = self.channels_last = False  # set with the model (`_build`): 'auto' depends on its widths
         self.index = index if index is not None else index_dataset(cfg.data)
         if not self.index.train:
             raise ConfigError("no normal training images found; check --data-root / --category (data.root / data.category)")
@@ -227,7 +227,9 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.model = build_model(cfg).to(self.device)
         self.bf16 = uses_bf16(cfg.train.precision, self.device, self.model)
-        if cfg.train.channels_last and (self.device.type == "cuda" or self.bf16):  # bf16 on a CPU needs NHWC to be fast
+        # NHWC on CUDA, and for bf16 on a CPU (oneDNN's AMX kernels engage only in NHWC); fp32 CPU training gains nothing
+        self.channels_last = cfg.train.channels_last and (self.device.type == "cuda" or self.bf16)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # "valid" (1 on the image, 0 on "fit" padding) keeps random training tiles on the image.
         self.train_data = load_tensors(self.index.train, cfg.data,
@@ -343,7 +345,7 @@ class Trainer:
         if known is not None:
             batch.update({f"known_{key}": value for key, value in known.items()})
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if self.cfg.train.channels_last and (self.device.type == "cuda" or self.bf16):
+        if self.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
         return batch
 
