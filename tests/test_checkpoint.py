@@ -56,10 +56,12 @@ def test_config_that_does_not_fit_the_weights(tmp_path: Path):
         "weights do not match its stored config (model 'grdnet'": {"config": wider.to_dict(), "model": weights},
         "weights do not match its stored config (model 'draem'": {"config": cfg.updated({"model.name": "draem"}).to_dict(),
                                                                   "model": weights},
+        "written by grdnet 0.0.1 and this is grdnet": {"config": wider.to_dict(), "model": weights,
+                                                       "versions": {"grdnet": "0.0.1"}},
     }
     for fragment, state in cases.items():
         save_checkpoint(state, tmp_path / "c.pt")
-        with pytest.raises(CheckpointError, match="use the file grdnet train wrote|use the checkpoint grdnet train wrote") as info:
+        with pytest.raises(CheckpointError, match="use the file grdnet train wrote|use the checkpoint grdnet train wrote|retrain with this version") as info:
             model_from_checkpoint(load_checkpoint(tmp_path / "c.pt"), tmp_path / "c.pt")
         assert fragment in str(info.value) and "\n" not in str(info.value), str(info.value)
 

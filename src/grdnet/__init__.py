@@ -8,7 +8,7 @@ The Python API (see the README's "Python API"): `RunConfig` → `Trainer(cfg).fi
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 API = {
     "RunConfig": "grdnet.config",

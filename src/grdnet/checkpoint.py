@@ -152,6 +152,19 @@ def model_from_checkpoint(state: dict[str, Any], path: Path) -> tuple["RunConfig
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
         raise CheckpointError(
             f"{path}: its weights do not match its stored config (model '{cfg.model.name}': {error_reason(error)}); "
-            "the file was edited or mixed from two runs — use the checkpoint grdnet train wrote"
+            f"{_mismatch_advice(state, cfg.model.name)}"
         ) from None
     return cfg, model
+
+
+def _mismatch_advice(state: dict[str, Any], method: str) -> str:
+    """Why stored weights may not fit the model this grdnet builds from their config, and what to do."""
+    from grdnet import __version__
+
+    versions = state.get("versions")
+    written_by = versions.get("grdnet") if isinstance(versions, dict) else None
+    if written_by and written_by != __version__:
+        return (f"it was written by grdnet {written_by} and this is grdnet {__version__}, whose '{method}' layout "
+                f"differs — retrain with this version, or read the checkpoint with grdnet {written_by}")
+    return (f"either an earlier build of grdnet {__version__} changed the '{method}' layout since (retrain with this "
+            "build), or the file was edited or mixed from two runs (use the checkpoint grdnet train wrote)")

@@ -262,11 +262,11 @@ class GRDNet(nn.Module):
     are fine. `stages` sets the generator's and discriminator's depth: fewer stages keep a finer latent grid
     (1/8 at 3 stages), which a small tile needs for x̂ to carry its texture. The DRAE
     bottleneck's linear layers are sized for `image_size`; CRAE works at any valid size.
-    """
 
-    """The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`). With a memory bank
+    The image score is the max of the smoothed anomaly map (`grdnet.scoring.ScoringHead`). With a memory bank
     and `memory_map_weight` w > 0, the anomaly map is the segmenter's plus w · squash(distance to the memory): the
-    learned map ranks images, the memory's training-free evidence outlines the defect (benchmarks/NOTES.md, E9)."""
+    learned map ranks images, the memory's training-free evidence outlines the defect (benchmarks/NOTES.md, E9).
+    """
 
     def __init__(
         self,
