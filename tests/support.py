@@ -56,3 +56,13 @@ def load_benchmark(name: str, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def assert_maps_close(got, expected, tolerance: float = 1e-4) -> None:
+    """`got` equals `expected` to `tolerance` × the expected values' scale (largest |value|, at least 1), the
+    float32 agreement of two runtimes; standardized maps run to tens, raw maps stay within [0, 1]."""
+    import numpy as np
+
+    expected = np.asarray(expected)
+    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
+    np.testing.assert_allclose(np.asarray(got), expected, atol=tolerance * scale, rtol=0)

@@ -15,6 +15,8 @@ from grdnet.inference import Predictor
 from grdnet.onnx_predictor import OnnxPredictor
 from grdnet.training import Trainer
 
+from support import assert_maps_close
+
 
 @pytest.fixture(scope="module")
 def trained(builtin_category, tmp_path_factory):
@@ -45,7 +47,7 @@ def test_onnxruntime_matches_torch(trained, exported, batch):
     got = onnx_predictor.predict(images.numpy())
     for name in ("anomaly_map", "smoothed_map", "score"):
         assert getattr(got, name).shape == getattr(expected, name).shape
-        np.testing.assert_allclose(getattr(got, name), getattr(expected, name), atol=1e-4, rtol=0)
+        assert_maps_close(getattr(got, name), getattr(expected, name))
     np.testing.assert_array_equal(got.decision, got.score >= onnx_predictor.threshold)
 
 
@@ -56,8 +58,8 @@ def test_dynamic_size_runs_at_another_size(trained, exported):
         expected = model(images)
     region = np.ones((2, 1, 96, 128), np.float32)
     got = OnnxPredictor(exported.path).session.run(["smoothed_map", "score"], {"image": images.numpy(), "region": region})
-    np.testing.assert_allclose(got[0], expected["smoothed_map"].numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got[1], expected["score"].numpy(), atol=1e-4, rtol=0)
+    assert_maps_close(got[0], expected["smoothed_map"].numpy())
+    assert_maps_close(got[1], expected["score"].numpy())
 
 
 def test_metadata_round_trip(trained, exported):

@@ -31,6 +31,24 @@ def test_predictor_loads_a_checkpoint_alone(trained):
     np.testing.assert_array_equal(pred.decision, pred.score >= predictor.threshold)
 
 
+def test_the_predictor_scores_with_the_normal_stats_its_checkpoint_holds(trained):
+    """Training stores the validation's per-position stats beside the threshold; the predictor's maps are the
+    raw smoothed maps in those units, and its score is their maximum."""
+    from grdnet.checkpoint import load_checkpoint, model_from_checkpoint
+
+    state = load_checkpoint(trained.best_checkpoint)
+    mean, std = state["normal_stats"]["mean"], state["normal_stats"]["std"]
+    assert mean.shape == std.shape == (1, 1, 64, 64) and float(std.min()) > 0
+    predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu", precision="fp32")
+    cfg, model = model_from_checkpoint(state, trained.best_checkpoint)
+    raw = Predictor(model, cfg, predictor.threshold, torch.device("cpu"), bf16=False)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    expected = (raw.predict(images).smoothed_map - mean[0].numpy()) / std[0].numpy()
+    got = predictor.predict(images)
+    np.testing.assert_allclose(got.smoothed_map, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.score, expected.reshape(2, -1).max(1), rtol=1e-4)
+
+
 def test_predictor_runs_only_the_inference_path(trained):
     """E1, decoder and segmenter run; E2 and the discriminator (training only) do not."""
     predictor = Predictor.from_checkpoint(trained.best_checkpoint, device="cpu")

@@ -11,6 +11,8 @@ from PIL import Image
 from grdnet.errors import CheckpointError
 from grdnet.predictions_io import Prediction, find_regions, inspection_record, write_predictions
 
+from support import assert_maps_close
+
 
 @pytest.fixture(scope="module")
 def onnx_file(builtin_category, tmp_path_factory):
@@ -55,8 +57,8 @@ def test_files_match_torch_predictor_closely(onnx_file, builtin_category, tmp_pa
     got = onnx_predictor.predict(*onnx_predictor.load_files(paths))
     expected = torch_predictor.predict(*torch_predictor.load_files(paths))
     # the built-in images are already at model size: no resize difference, so float32 precision
-    np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-4, rtol=0)
+    assert_maps_close(got.score, expected.score)
+    assert_maps_close(got.smoothed_map, expected.smoothed_map)
 
 
 def test_accepts_arrays_and_resizes(onnx_file):
@@ -92,8 +94,8 @@ def test_fit_export_pads_and_zeroes_maps_like_torch(builtin_category, tmp_path):
     got = onnx_predictor.predict(tall)
     assert np.all(got.anomaly_map[:, :, 32:] == 0) and np.all(got.smoothed_map[:, :, 32:] == 0)
     expected = Predictor.from_checkpoint(tmp_path / "best.pt", device="cpu").predict(tall)
-    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
+    assert_maps_close(got.smoothed_map, expected.smoothed_map)
+    assert_maps_close(got.score, expected.score)
 
 
 def test_foreign_file_is_a_clear_error(tmp_path):

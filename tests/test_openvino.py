@@ -13,6 +13,8 @@ pytest.importorskip("openvino")
 
 from grdnet.errors import CheckpointError, ConfigError  # noqa: E402
 
+from support import assert_maps_close  # noqa: E402
+
 
 def _untrained_checkpoint(folder, cfg):
     import torch
@@ -106,8 +108,8 @@ def test_agrees_with_onnxruntime_on_arrays(exported, tmp_path):
     roi[8:40, 8:40] = 1
     got, expected = predictor.predict([gray8, gray8], roi=roi), onnx_predictor.predict([gray8, gray8], roi=roi)
     assert np.all(got.smoothed_map[:, roi == 0] == 0)
-    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
+    assert_maps_close(got.smoothed_map, expected.smoothed_map)
+    assert_maps_close(got.score, expected.score)
 
 
 def test_runs_without_torch(exported, builtin_category, tmp_path):
@@ -145,7 +147,7 @@ def test_tiled_export_matches_torch(builtin_category, tmp_path):
     assert got.smoothed_map.shape == (3, 96, 128)
     # as for ONNX Runtime (tests/test_tiling.py): untrained weights, single tile pixels differ by up to ~3e-4
     np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=5e-4, rtol=0)
-    np.testing.assert_allclose(got.score, expected.score, atol=1e-4, rtol=0)
+    assert_maps_close(got.score, expected.score)
 
 
 def test_dynamic_size_runs_at_another_size(builtin_category, tmp_path):
@@ -163,8 +165,8 @@ def test_dynamic_size_runs_at_another_size(builtin_category, tmp_path):
     with torch.no_grad():
         expected = Predictor.from_checkpoint(checkpoint, device="cpu").model(images)
     got = predictor.run(images.numpy(), np.ones((2, 1, 96, 128), np.float32))
-    np.testing.assert_allclose(got["smoothed_map"], expected["smoothed_map"].numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got["score"], expected["score"].numpy(), atol=1e-4, rtol=0)
+    assert_maps_close(got["smoothed_map"], expected["smoothed_map"].numpy())
+    assert_maps_close(got["score"], expected["score"].numpy())
 
 
 def test_cli_export_and_predict_by_suffix(exported, builtin_category, tmp_path):

@@ -80,7 +80,8 @@ def test_validation_scores_inside_the_roi():
     rois = torch.zeros(4, 1, 64, 64)
     rois[..., 32:] = 1
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    validator = Validator(images, rois, torch.ones_like(rois), config(), torch.device("cpu"), bf16=False)
+    cfg = config().updated({"scoring.standardize": False})  # raw units: the threshold is a map value
+    validator = Validator(images, rois, torch.ones_like(rois), cfg, torch.device("cpu"), bf16=False)
     # every normal validation image scores 0.1 inside its ROI, so the threshold sits just above 0.1
     assert validator.run(HotOutsideTheROI())["threshold"] == pytest.approx(0.1, abs=1e-3)
 

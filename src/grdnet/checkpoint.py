@@ -1,7 +1,8 @@
 """Checkpoint files: written atomically, read with `weights_only=True` so a file can never run code.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts:
-`format`, `config` (resolved RunConfig as a dict), `model` (state dict), `threshold`, `versions`, and for
+`format`, `config` (resolved RunConfig as a dict), `model` (state dict), `threshold`, `normal_stats` (the
+scoring head's per-position statistics, `grdnet.scoring.NormalStats`, or None), `versions`, and for
 resuming `optimizers`, `schedulers`, `epoch`, `step`, `rng`, `history`, `best`.
 
 This module sits below training and inference (both read checkpoints) and imports torch only to save and

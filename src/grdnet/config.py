@@ -192,6 +192,9 @@ class ScoringConfig(_Section):
     """From anomaly maps to decisions."""
 
     smoothing_kernel: int = Field(21, ge=1)
+    standardize: bool = True
+    """Map-scored methods: score the smoothed map in units of the validation normals' spread at each position
+    (`grdnet.scoring.NormalStats`, fitted at every validation, stored in the checkpoint); False = raw maps."""
     threshold_quantile: float = Field(0.99, gt=0.0, le=1.0)
     """Operating threshold = this quantile of validation normal scores (no test labels)."""
     threshold_margin: float = Field(0.0, ge=0.0)

@@ -44,7 +44,7 @@ PARITY_IMAGES = 4
 
 @dataclass
 class ExportResult:
-    """Where the file went and how it compares with PyTorch (max |Δ| per output, on `parity_inputs`)."""
+    """Where the file went and how it compares with PyTorch (max |Δ| / scale per output, `compare`, on `parity_inputs`)."""
 
     path: Path
     dynamic_size: bool
@@ -123,6 +123,7 @@ def _write_onnx(source: Path, output: Path, dynamic_size: bool, opset: int) -> t
     import torch
 
     from grdnet.onnx_predictor import FORMAT
+    from grdnet.scoring import NormalStats
     from grdnet.seeds import torch_generator
     from grdnet.tiling import wrap_for_inference
 
@@ -138,7 +139,7 @@ def _write_onnx(source: Path, output: Path, dynamic_size: bool, opset: int) -> t
             f"--dynamic-size: {source} was trained on tiles (data.tile_size), which are laid out for "
             f"{cfg.data.image_size[0]}x{cfg.data.image_size[1]} images only; export without --dynamic-size"
         )
-    model = wrap_for_inference(trained, cfg).eval()
+    model = wrap_for_inference(trained, cfg, NormalStats.from_state(state.get("normal_stats"))).eval()
     size = tuple(cfg.data.image_size)
     example = torch.rand(2, cfg.data.channels, *size, generator=torch_generator(cfg.train.seed, "export_inputs"))
     region = torch.ones(2, 1, *size)
@@ -253,8 +254,9 @@ def parity_inputs(cfg: RunConfig, count: int = PARITY_IMAGES) -> tuple[torch.Ten
 
 def compare(model: nn.Module, run: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
             images: torch.Tensor) -> dict[str, float]:
-    """Max |Δ| between PyTorch (fp32, CPU) and an exported file's runtime call `run` (an `ExportedPredictor.run`)
-    for every output of the file."""
+    """For every output of the file: max |Δ| between PyTorch (fp32, CPU) and an exported file's runtime call
+    `run` (an `ExportedPredictor.run`), relative to the output's scale (its largest |value|, at least 1): float32
+    error grows with the values, and standardized maps (`grdnet.scoring.NormalStats`) run to tens."""
     import numpy as np
     import torch
 
@@ -262,7 +264,12 @@ def compare(model: nn.Module, run: Callable[[np.ndarray, np.ndarray], dict[str, 
     got = run(images.numpy().astype(np.float32), region.numpy())
     with torch.no_grad():
         expected = model.float().cpu().eval()(images.float(), region)
-    return {name: float(np.abs(got[name] - expected[name].numpy()).max()) for name in got}
+    deltas = {}
+    for name in got:
+        reference = expected[name].numpy()
+        scale = max(1.0, float(np.abs(reference).max())) if reference.size else 1.0
+        deltas[name] = float(np.abs(got[name] - reference).max()) / scale
+    return deltas
 
 
 def describe(result: ExportResult) -> str:
@@ -272,7 +279,7 @@ def describe(result: ExportResult) -> str:
         deltas = ", ".join(f"{name} {value:.2e}" for name, value in result.parity.items())
         worst = max(result.parity.values())
         verdict = "ok" if math.isfinite(worst) and worst < 1e-4 else "CHECK: above 1e-4"
-        lines.append(f"parity vs PyTorch on {result.parity_inputs}: max |Δ| {deltas} ({verdict})")
+        lines.append(f"parity vs PyTorch on {result.parity_inputs}: max |Δ| / scale {deltas} ({verdict})")
     return "\n".join(lines)
 
 

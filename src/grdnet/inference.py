@@ -1,8 +1,8 @@
 """`Predictor`: a trained checkpoint → anomaly maps, smoothed maps, image scores and pass/fail decisions.
 
 Only the inference path of the model runs (for GRD-Net: E1, decoder and segmenter), over tiles when the
-run was trained on tiles (`grdnet.tiling`). A checkpoint is self-contained (config and threshold inside) and
-is read with `weights_only=True`.
+run was trained on tiles (`grdnet.tiling`). A checkpoint is self-contained (config, threshold and the scoring
+head's normal statistics inside) and is read with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from grdnet.predictions_io import (
     predict_folder,
 )
 from grdnet.runtime import autocast, resolve_device, uses_bf16
+from grdnet.scoring import NormalStats
 from grdnet.tiling import wrap_for_inference
 
 
@@ -32,9 +33,9 @@ class Predictor:
     """Loads a model and its operating threshold; predicts on tensors, arrays, files or folders."""
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig, threshold: float, device: torch.device, bf16: bool,
-                 source: str = "") -> None:
+                 source: str = "", normal_stats: NormalStats | None = None) -> None:
         memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-        self.model = wrap_for_inference(model, cfg).eval().to(device, memory_format=memory_format)
+        self.model = wrap_for_inference(model, cfg, normal_stats).eval().to(device, memory_format=memory_format)
         self.cfg = cfg
         self.threshold = float(threshold)
         self.device = device
@@ -49,7 +50,8 @@ class Predictor:
         cfg, model = model_from_checkpoint(state, Path(path))
         torch_device = resolve_device(device)
         bf16 = uses_bf16(precision or cfg.train.precision, torch_device, model)
-        return cls(model, cfg, state.get("threshold", float("nan")), torch_device, bf16, str(path))
+        return cls(model, cfg, state.get("threshold", float("nan")), torch_device, bf16, str(path),
+                   NormalStats.from_state(state.get("normal_stats")))
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from grdnet.config import RunConfig
 from grdnet.methods import get_method
-from grdnet.scoring import ScoredModel, ScoringHead
+from grdnet.scoring import NormalStats, ScoredModel, ScoringHead
 
 TILES_PER_CALL = 4
 """Tile positions the inner model sees per call (each call runs batch × this many tiles)."""
@@ -102,15 +102,16 @@ class TiledModel(nn.Module):
         return {name: result[name] for name in out if name in result}
 
 
-def wrap_for_inference(model: nn.Module, cfg: RunConfig) -> ScoredModel:
+def wrap_for_inference(model: nn.Module, cfg: RunConfig, normal_stats: NormalStats | None = None) -> ScoredModel:
     """`model` as it runs on whole `cfg.data.image_size` images: a `TiledModel` when `data.tile_size` is set
     (stride `data.tile_stride`, default half the tile), followed by the `ScoringHead` (`scoring.smoothing_kernel`,
-    and `map_scored` from the method's record). `forward(image, region=None)`, see `ScoringHead`."""
+    `map_scored` from the method's record, and the checkpoint's `normal_stats`, None = raw maps).
+    `forward(image, region=None)`, see `ScoringHead`."""
     data = cfg.data
     if data.tile_size is not None:
         stride = data.tile_stride or (data.tile_size[0] // 2, data.tile_size[1] // 2)
         model = TiledModel(model, data.image_size, data.tile_size, stride)
-    return ScoredModel(model, ScoringHead(cfg.scoring.smoothing_kernel, get_method(cfg.model.name).map_scored))
+    return ScoredModel(model, ScoringHead(cfg.scoring.smoothing_kernel, get_method(cfg.model.name).map_scored, normal_stats))
 
 
 def random_tile_crops(tensors: dict[str, Tensor], tile_size: tuple[int, int], generator: torch.Generator,

@@ -52,7 +52,7 @@ def heatmap_strip(model: torch.nn.Module, validator: Validator, cfg: RunConfig, 
     from grdnet.visualize import overlay, to_rgb_uint8  # lazy: matplotlib only once an image is logged
 
     images = validator.corrupted[:count]
-    inference = wrap_for_inference(model, cfg).to(validator.device)
+    inference = wrap_for_inference(model, cfg, validator.normal_stats).to(validator.device)
     regions = validator.regions[:count]
     maps = predict_batches(inference, images, regions, validator.device, validator.bf16, count)["smoothed_map"][:, 0].numpy()
     top = np.concatenate([to_rgb_uint8(image.numpy()) for image in images], axis=1)

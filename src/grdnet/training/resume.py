@@ -22,7 +22,8 @@ class ResumeState:
     `epoch` epochs are done and `step` steps of the next one (0 at an epoch boundary), whose loss sums are
     `epoch_sums`; `synthesis_rng` is the state of that epoch's synthesis generator, `torch_rng` torch's global
     generator's; `history` holds the records of the epochs done, `best` the best validation epoch
-    (`epoch`, `val_score`, `threshold`), `threshold` the latest validation's.
+    (`epoch`, `val_score`, `threshold`), `threshold` and `normal_stats` (`NormalStats.to_state`, None = raw
+    maps) the latest validation's.
     """
 
     epoch: int
@@ -33,10 +34,11 @@ class ResumeState:
     history: list[dict[str, Any]]
     best: dict[str, Any]
     threshold: float
+    normal_stats: dict[str, torch.Tensor] | None = None
     seed_scheme: str | None = SEED_SCHEME
 
     def to_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint entries (top-level keys, as inference reads `threshold` and `best`)."""
+        """The checkpoint entries (top-level keys, as inference reads `threshold`, `normal_stats` and `best`)."""
         return {
             "epoch": self.epoch,
             "step": self.step,
@@ -45,6 +47,7 @@ class ResumeState:
             "history": list(self.history),
             "best": dict(self.best),
             "threshold": self.threshold,
+            "normal_stats": self.normal_stats,
         }
 
     @classmethod
@@ -55,7 +58,8 @@ class ResumeState:
             return cls(
                 epoch=int(state["epoch"]), step=int(state["step"]), epoch_sums=dict(state["epoch_sums"]),
                 synthesis_rng=rng["synthesis"], torch_rng=rng["torch"], history=list(state["history"]),
-                best=dict(state["best"]), threshold=float(state["threshold"]), seed_scheme=rng.get("scheme"),
+                best=dict(state["best"]), threshold=float(state["threshold"]), normal_stats=state.get("normal_stats"),
+                seed_scheme=rng.get("scheme"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(

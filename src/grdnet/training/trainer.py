@@ -266,7 +266,7 @@ class Trainer:
         """The checkpoint: config, weights, optimiser and scheduler states, and the `ResumeState`."""
         resume = ResumeState(epoch=epoch, step=step, epoch_sums=sums, synthesis_rng=generator.get_state(),
                              torch_rng=torch.get_rng_state(), history=self.history, best=self.best,
-                             threshold=self.threshold)
+                             threshold=self.threshold, normal_stats=self.normal_stats)
         return {
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
@@ -297,6 +297,7 @@ class Trainer:
         torch.set_rng_state(resume.torch_rng)
         self.history = list(resume.history)
         self.threshold = resume.threshold
+        self.normal_stats = resume.normal_stats
         self.best = dict(resume.best)
 
     def _run_info(self) -> dict[str, Any]:
@@ -382,6 +383,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {}
         self.threshold = float("nan")  # from the latest validation; stored in every checkpoint after it
+        self.normal_stats: dict[str, torch.Tensor] | None = None  # likewise (NormalStats.to_state)
         start_epoch, start_step, synth_state, sums = 0, 0, None, {}
         if self.resume_state is not None:
             resume = self.resume_state
@@ -473,6 +475,8 @@ class Trainer:
                     validated_at = time.perf_counter()
                     self._validation_seconds = validated_at - validation_start
                     self.threshold = record["threshold"]
+                    stats = self.validator.normal_stats
+                    self.normal_stats = None if stats is None else stats.to_state()
                     if not self.best or record["val_score"] >= self.best["val_score"] or not math.isfinite(self.best["val_score"]):
                         self.best = {"epoch": epoch + 1, "val_score": record["val_score"], "threshold": record["threshold"]}
                         if self.dist.is_main:
