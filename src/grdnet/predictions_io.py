@@ -20,7 +20,7 @@ from scipy import ndimage
 from grdnet.errors import DataError, GrdnetError
 from grdnet.files import writable_folder
 from grdnet.pixels import IMAGE_EXTENSIONS
-from grdnet.visualize import overlay
+from grdnet.visualize import heatmap_scale, overlay
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 T = TypeVar("T")
@@ -177,7 +177,8 @@ def write_predictions(batches: Iterable[tuple[Sequence[Path], np.ndarray, Predic
                     batch.append(record)
                     if overlays:
                         image = np.asarray(images[j])
-                        Image.fromarray(overlay(image, pred.smoothed_map[j])).save(output_dir / "overlays" / _flat_name(path, folder))
+                        scale = heatmap_scale(threshold, pred.smoothed_map[j])
+                        Image.fromarray(overlay(image, pred.smoothed_map[j], vmax=scale)).save(output_dir / "overlays" / _flat_name(path, folder))
                 handle.flush()
                 if on_records is not None:
                     on_records(batch)

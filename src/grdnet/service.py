@@ -237,7 +237,7 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
 
     from grdnet.pixels import binarize, resize_mask_array
     from grdnet.predictions_io import inspection_record
-    from grdnet.visualize import overlay
+    from grdnet.visualize import heatmap_scale, overlay
 
     model_name = predictor.cfg.model.name
     threshold = predictor.threshold
@@ -272,7 +272,8 @@ def create_app(predictor, checkpoint_sha256: str, max_batch: int = 16, max_wait_
         from PIL import Image
 
         buffer = io.BytesIO()
-        Image.fromarray(overlay(job.image[0].numpy(), outcome.smoothed_map, roi=job.roi)).save(buffer, format="PNG")
+        scale = heatmap_scale(threshold, outcome.smoothed_map)
+        Image.fromarray(overlay(job.image[0].numpy(), outcome.smoothed_map, roi=job.roi, vmax=scale)).save(buffer, format="PNG")
         return base64.b64encode(buffer.getvalue()).decode("ascii")
 
     batcher = MicroBatcher(run_batch, max_batch=max_batch, max_wait_ms=max_wait_ms)

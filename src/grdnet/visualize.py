@@ -27,14 +27,18 @@ def heatmap(score_map: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, score_map: np.ndarray, alpha: float = 0.5, roi: np.ndarray | None = None) -> np.ndarray:
+def overlay(image: np.ndarray, score_map: np.ndarray, alpha: float = 0.5, roi: np.ndarray | None = None,
+            vmax: float | None = None) -> np.ndarray:
     """Blend the heatmap of `score_map` (H,W) over `image` ((C,H,W) or (H,W) in [0,1]) → (H,W,3) uint8.
 
-    Where `roi` (H,W) is given, its outline is drawn in cyan.
+    Colour and opacity grow from 0 to full at `vmax` (callers pass the operating threshold, so what is flagged
+    is fully coloured whatever the map's units; `heatmap_scale`). Where `roi` (H,W) is given, its outline is
+    drawn in cyan.
     """
     base = to_rgb_uint8(image).astype(np.float32)
-    heat = heatmap(score_map).astype(np.float32)
-    weight = alpha * np.clip(np.asarray(score_map, dtype=np.float32), 0.0, 1.0)[..., None] ** 0.5
+    heat = heatmap(score_map, vmax).astype(np.float32)
+    top = 1.0 if vmax is None else max(float(vmax), 1e-6)
+    weight = alpha * np.clip(np.asarray(score_map, dtype=np.float32) / top, 0.0, 1.0)[..., None] ** 0.5
     blended = base * (1 - weight) + heat * weight
     if roi is not None:
         region = np.asarray(roi) > 0.5
@@ -42,6 +46,14 @@ def overlay(image: np.ndarray, score_map: np.ndarray, alpha: float = 0.5, roi: n
         inner[1:-1, 1:-1] = region[1:-1, 1:-1] & region[:-2, 1:-1] & region[2:, 1:-1] & region[1:-1, :-2] & region[1:-1, 2:]
         blended[region & ~inner] = (0, 255, 255)
     return (blended + 0.5).astype(np.uint8)
+
+
+def heatmap_scale(threshold: float, score_map: np.ndarray) -> float:
+    """The top of an overlay's colour scale: the operating threshold when it is a positive number, else the
+    map's own maximum (at least 1e-6), so raw maps in [0, 1] and standardized maps in tens both show."""
+    if np.isfinite(threshold) and threshold > 0:
+        return float(threshold)
+    return max(float(np.max(score_map)) if np.size(score_map) else 1.0, 1e-6)
 
 
 def figure_png(figure) -> bytes:

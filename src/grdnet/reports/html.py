@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from grdnet.reports.plots import curve_pngs
 from grdnet.scoring import regions
-from grdnet.visualize import overlay, to_rgb_uint8
+from grdnet.visualize import heatmap_scale, overlay, to_rgb_uint8
 
 if TYPE_CHECKING:
     from grdnet.config import RunConfig
@@ -96,7 +96,7 @@ def panel_image(image: np.ndarray, smoothed: np.ndarray, mask: np.ndarray, roi: 
     """Image | ground-truth mask | heatmap overlay with the ROI outline and predicted-region boxes, side by
     side as one `(h, 3w+8, 3)` uint8 array (each tile at most TILE pixels), plus the regions found."""
     found = regions(smoothed, threshold, roi) if math.isfinite(threshold) else []
-    heat = Image.fromarray(overlay(image, smoothed, roi=roi))
+    heat = Image.fromarray(overlay(image, smoothed, roi=roi, vmax=heatmap_scale(threshold, smoothed)))
     draw = ImageDraw.Draw(heat)
     width = max(1, round(max(heat.size) / TILE))
     for region in found:

@@ -49,14 +49,15 @@ def scalar_tags(record: dict[str, Any]) -> dict[str, float]:
 
 def heatmap_strip(model: torch.nn.Module, validator: Validator, cfg: RunConfig, count: int = STRIP_IMAGES) -> np.ndarray:
     """(2H, count·W, 3) uint8: the first `count` synthetic-defect validation images over their heatmap overlays."""
-    from grdnet.visualize import overlay, to_rgb_uint8  # lazy: matplotlib only once an image is logged
+    from grdnet.visualize import heatmap_scale, overlay, to_rgb_uint8  # lazy: matplotlib only once an image is logged
 
     images = validator.corrupted[:count]
     inference = wrap_for_inference(model, cfg, validator.normal_stats).to(validator.device)
     regions = validator.regions[:count]
     maps = predict_batches(inference, images, regions, validator.device, validator.bf16, count)["smoothed_map"][:, 0].numpy()
     top = np.concatenate([to_rgb_uint8(image.numpy()) for image in images], axis=1)
-    bottom = np.concatenate([overlay(image.numpy(), heat) for image, heat in zip(images, maps)], axis=1)
+    scale = heatmap_scale(float("nan"), maps)  # one scale for the strip, so its images compare
+    bottom = np.concatenate([overlay(image.numpy(), heat, vmax=scale) for image, heat in zip(images, maps)], axis=1)
     return np.concatenate([top, bottom], axis=0)
 
 
