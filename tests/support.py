@@ -30,19 +30,22 @@ def tiny_config(category_dir: Path, output: Path, **train) -> RunConfig:
 
 def checkpoint_round_trip(checkpoint: Path, cfg: RunConfig, size: tuple[int, int] = (64, 64)):
     """(Predictor loaded from `checkpoint`, scored outputs of a fresh `build_model(cfg)` given the checkpoint's
-    weights (`wrap_for_inference`), the predictor's `Prediction`), both on the same two random images."""
+    weights and normal stats (`wrap_for_inference`), the predictor's `Prediction`), both on the same two random
+    images."""
     import torch
 
     from grdnet.inference import Predictor
     from grdnet.models import build_model
+    from grdnet.scoring import NormalStats
     from grdnet.tiling import wrap_for_inference
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
     model = build_model(cfg).eval()
-    model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
+    state = torch.load(checkpoint, weights_only=True)
+    model.load_state_dict(state["model"])
     images = torch.rand(2, cfg.data.channels, *size)
     with torch.no_grad():
-        expected = wrap_for_inference(model, cfg).eval()(images)
+        expected = wrap_for_inference(model, cfg, NormalStats.from_state(state.get("normal_stats"))).eval()(images)
     return predictor, expected, predictor.predict(images)
 
 

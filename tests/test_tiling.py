@@ -264,9 +264,12 @@ def test_tiled_fit_run_exports_with_its_resize_mode(tiled_run, tmp_path):
     expected = torch_predictor.predict(*torch_predictor.load_files(paths))
     assert np.all(got.smoothed_map[:, :, 128:] == 0) and np.all(got.anomaly_map[:, :, 128:] == 0)
     # tiles that are half zero padding make this tiny 1-epoch model's GroupNorm statistics ill-conditioned:
-    # there torch fp32 itself differs from fp64 by ~2e-4, so the comparison allows 1e-3
-    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=1e-3, rtol=0)
-    np.testing.assert_allclose(got.score, expected.score, atol=1e-3, rtol=0)
+    # there torch fp32 itself differs from fp64 by ~2e-4, so the comparison allows 1e-3 on the raw map, and that
+    # divided by the smallest normal std on the standardized map and its score
+    np.testing.assert_allclose(got.anomaly_map, expected.anomaly_map, atol=1e-3, rtol=0)
+    standardized = 1e-3 / float(torch_predictor.model.head.normal_std.min())
+    np.testing.assert_allclose(got.smoothed_map, expected.smoothed_map, atol=standardized, rtol=0)
+    np.testing.assert_allclose(got.score, expected.score, atol=standardized, rtol=0)
 
 
 def test_crops_stay_on_the_image_when_fit_padding_surrounds_it():

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-
-STOP_BARRIER_SECONDS = 60
-"""How long a rank that is done waits at `stop` for the others."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +51,7 @@ class DistributedContext:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
     def stop(self) -> None:
-        """Leave the process group together: on gloo, a rank that tears its group down while a peer is still
-        sending aborts its process at exit ("terminate called without an active exception"), so the ranks
-        first meet at a barrier (bounded: a rank that died does not hold the others)."""
         if self.enabled and dist.is_initialized():
-            if dist.get_backend() == "gloo":
-                try:
-                    dist.monitored_barrier(timeout=timedelta(seconds=STOP_BARRIER_SECONDS))
-                except RuntimeError:
-                    pass  # a peer is gone; leave anyway
             dist.destroy_process_group()
 
     def wrap(self, module: nn.Module) -> nn.Module:
